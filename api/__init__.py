@@ -1,0 +1,1 @@
+"""The control-plane HTTP API (FastAPI): thin routers over noderr_core."""

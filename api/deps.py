@@ -1,0 +1,65 @@
+"""Request dependencies: database session, settings, and the authenticated principals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from noderr_core.models import Node, NodeStatus
+from noderr_core.security import NODE_KEY_PREFIX, api_key_matches, parse_api_key
+from noderr_core.settings import Settings
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    with request.app.state.session_factory() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[Session, Depends(get_db)]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def require_node(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Node:
+    """The node behind `Authorization: Bearer nk_...`; suspended and removed nodes are refused."""
+    if credentials is None:
+        raise _unauthorized("missing node API key: send 'Authorization: Bearer nk_…' from your .env")
+    key_id = parse_api_key(credentials.credentials, NODE_KEY_PREFIX)
+    if key_id is None:
+        raise _unauthorized("malformed node API key (expected nk_<id>_<secret>)")
+    node = session.scalar(select(Node).where(Node.api_key_id == key_id))
+    if node is None or not api_key_matches(credentials.credentials, node.api_key_hash):
+        raise _unauthorized("unknown or rotated node API key: download a new bundle from the portal")
+    if node.status in (NodeStatus.SUSPENDED, NodeStatus.REMOVED):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"node {node.id} is {node.status}: {node.status_reason or 'contact the Noderr admins'}",
+        )
+    return node
+
+
+CurrentNode = Annotated[Node, Depends(require_node)]

@@ -1,0 +1,40 @@
+"""The control-plane ASGI app: `uvicorn api.main:app`."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.routes import admin, beacon, nodes, portal, rewards, tasks, webhooks
+from noderr_core.bootstrap import ensure_bootstrap_admin
+from noderr_core.db import engine_for_url, make_session_factory
+from noderr_core.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = engine_for_url(settings.resolved_database_url)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.session_factory = make_session_factory(engine)
+        with app.state.session_factory() as session:
+            ensure_bootstrap_admin(session, settings)
+            session.commit()
+        yield
+
+    app = FastAPI(
+        title="Noderr control plane",
+        version="1.0.0",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.is_local else None,
+    )
+    for module in (webhooks, admin, portal, beacon, tasks, nodes, rewards):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,1 @@
+"""One router per area; api.main includes them all."""

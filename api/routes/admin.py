@@ -1,0 +1,5 @@
+"""admin routes."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""beacon routes."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""portal routes."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

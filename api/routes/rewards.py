@@ -1,0 +1,5 @@
+"""rewards routes."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""tasks routes."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""webhooks routes."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

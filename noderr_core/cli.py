@@ -1,0 +1,48 @@
+"""The `noderr` command: database, local stack, chain and demo."""
+
+from __future__ import annotations
+
+import click
+
+from noderr_core.settings import get_settings
+
+
+@click.group()
+def main() -> None:
+    """Noderr control-plane tools."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic migrations are the only schema source)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations to NODERR_DATABASE_URL (default: SQLite under .noderr/)."""
+    from noderr_core.migrations import upgrade_database
+
+    url = get_settings().resolved_database_url
+    upgrade_database(url, revision)
+    click.echo(f"database at {url.split('@')[-1]} is at revision {revision}")
+
+
+@main.group()
+def dev() -> None:
+    """The local stack."""
+
+
+@dev.command("up")
+def dev_up() -> None:
+    """Start API, Dagster webserver + daemon, SMTP mailbox, S3 and dev chain on loopback.
+
+    Runs in the foreground, prints the URLs, and stops everything on Ctrl-C.
+    """
+    from noderr_core.devstack import run_dev_stack_forever
+
+    run_dev_stack_forever(get_settings())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

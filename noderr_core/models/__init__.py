@@ -1,0 +1,48 @@
+"""All ORM models. Alembic migrations (noderr_core/migrations) are the only schema source.
+
+Each domain has its own module; importing this package registers every table on Base.metadata.
+"""
+
+from noderr_core.models.base import Base
+from noderr_core.models.onboarding import (
+    AdminSession,
+    AdminUser,
+    ApplicationStatus,
+    AuditLogEntry,
+    BundleDownload,
+    DownloadToken,
+    LoginAttempt,
+    Node,
+    NodeStatus,
+    Operator,
+    OperatorApplication,
+    WebhookDeadLetter,
+)
+from noderr_core.models.outbox import OutboxAttempt, OutboxKind, OutboxMessage, OutboxStatus
+from noderr_core.models.telemetry import Heartbeat
+
+# Domain modules owned by later work register their tables on import.
+from noderr_core.models import model_registry as _model_registry  # noqa: E402,F401
+from noderr_core.models import tasks as _tasks  # noqa: E402,F401
+from noderr_core.models import rewards as _rewards  # noqa: E402,F401
+
+__all__ = [
+    "AdminSession",
+    "AdminUser",
+    "ApplicationStatus",
+    "AuditLogEntry",
+    "Base",
+    "BundleDownload",
+    "DownloadToken",
+    "Heartbeat",
+    "LoginAttempt",
+    "Node",
+    "NodeStatus",
+    "Operator",
+    "OperatorApplication",
+    "OutboxAttempt",
+    "OutboxKind",
+    "OutboxMessage",
+    "OutboxStatus",
+    "WebhookDeadLetter",
+]

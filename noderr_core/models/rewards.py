@@ -1,0 +1,3 @@
+"""rewards tables (see the rewards migration)."""
+
+from noderr_core.models.base import Base  # noqa: F401

@@ -1,0 +1,3 @@
+"""tasks tables (see the tasks migration)."""
+
+from noderr_core.models.base import Base  # noqa: F401

@@ -1,0 +1,125 @@
+"""The one validated settings object for the control plane (API, pipelines, CLI).
+
+Every value comes from a ``NODERR_*`` environment variable (or ``.env``). The default environment
+is ``local``, with embedded defaults that start with no set-up; outside ``local`` the defaults for
+secrets are refused so that a production deployment can never run on a known key.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STATE_DIR = PROJECT_ROOT / ".noderr"
+
+# Local-only defaults. They are public (they are in this file), which is why `_refuse_default_secrets`
+# rejects them everywhere but NODERR_ENV=local.
+LOCAL_TYPEFORM_SECRET = "local-typeform-secret"
+LOCAL_SECRET_KEY = "local-secret-key-change-me-outside-local"
+LOCAL_ADMIN_PASSWORD = "noderr-local-admin"
+LOCAL_S3_ACCESS_KEY = "noderr-local-access"
+LOCAL_S3_SECRET_KEY = "noderr-local-secret-key"
+# Ganache's first deterministic account for the mnemonic in noderr_core.chain.devchain.
+LOCAL_CHAIN_SIGNER_KEY = "0x4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7d21715b23b1d"
+
+_DEFAULT_SECRETS = {
+    "typeform_secret": LOCAL_TYPEFORM_SECRET,
+    "secret_key": LOCAL_SECRET_KEY,
+    "bootstrap_admin_password": LOCAL_ADMIN_PASSWORD,
+    "s3_secret_access_key": LOCAL_S3_SECRET_KEY,
+    "chain_signer_key": LOCAL_CHAIN_SIGNER_KEY,
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NODERR_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Literal["local", "test", "staging", "production"] = "local"
+    state_dir: Path = DEFAULT_STATE_DIR
+
+    database_url: str = ""  # empty = SQLite file under state_dir
+    public_base_url: str = "http://127.0.0.1:8000"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    typeform_secret: SecretStr = SecretStr(LOCAL_TYPEFORM_SECRET)
+    secret_key: SecretStr = SecretStr(LOCAL_SECRET_KEY)
+
+    bootstrap_admin_email: str = "admin@noderr.local"
+    bootstrap_admin_password: SecretStr = SecretStr(LOCAL_ADMIN_PASSWORD)
+
+    smtp_url: str = "smtp://127.0.0.1:8025"
+    mail_from: str = "Noderr Network <noreply@noderr.local>"
+    admin_alert_emails: str = ""  # comma separated; empty = every admin user
+
+    # Object store (S3 API). Empty endpoint = AWS.
+    s3_endpoint_url: str = "http://127.0.0.1:8333"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = LOCAL_S3_ACCESS_KEY
+    s3_secret_access_key: SecretStr = SecretStr(LOCAL_S3_SECRET_KEY)
+    model_bucket: str = "noderr-models"
+    presign_expiry_seconds: int = 300
+
+    # Ed25519 private key (hex, 32 bytes) that signs manifests and beacons. Empty in local = a key
+    # generated once under state_dir.
+    model_signing_key: SecretStr = SecretStr("")
+    beacon_ttl_seconds: int = 3600
+
+    # Chain
+    chain_rpc_url: str = "http://127.0.0.1:8545"
+    chain_id: int = 1337
+    chain_signer_key: SecretStr = SecretStr(LOCAL_CHAIN_SIGNER_KEY)
+    chain_addresses_file: Path | None = None  # default: state_dir / "chain.json"
+    reward_pool_per_epoch: int = Field(default=1_000 * 10**18, ge=0)
+
+    # Operational knobs
+    login_rate_limit_per_minute: int = 10
+    download_token_ttl_hours: int = 72
+    session_ttl_hours: int = 12
+    heartbeat_offline_after_seconds: int = 120
+    log_json: bool | None = None  # default: JSON outside local
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> "Settings":
+        if self.env == "local" or self.env == "test":
+            return self
+        offenders = [
+            f"NODERR_{name.upper()}"
+            for name, default in _DEFAULT_SECRETS.items()
+            if getattr(self, name).get_secret_value() == default
+        ]
+        if not self.model_signing_key.get_secret_value():
+            offenders.append("NODERR_MODEL_SIGNING_KEY")
+        if offenders:
+            raise ValueError(
+                f"NODERR_ENV={self.env} refuses the built-in local defaults for: "
+                + ", ".join(offenders)
+                + ". Set each to a secret of your own (see README, 'Production settings')."
+            )
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        return self.env in ("local", "test")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.state_dir / 'noderr.db'}"
+
+    @property
+    def resolved_chain_addresses_file(self) -> Path:
+        return self.chain_addresses_file or self.state_dir / "chain.json"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

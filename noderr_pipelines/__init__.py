@@ -1,0 +1,1 @@
+"""Dagster code location for the Noderr platform (loaded through workspace.yaml)."""

@@ -1,0 +1,1 @@
+"""Per-domain Dagster definitions; each subpackage exposes `defs`."""

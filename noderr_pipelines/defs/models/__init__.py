@@ -1,0 +1,5 @@
+"""models pipelines."""
+
+import dagster as dg
+
+defs = dg.Definitions()

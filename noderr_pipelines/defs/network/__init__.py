@@ -1,0 +1,5 @@
+"""network pipelines."""
+
+import dagster as dg
+
+defs = dg.Definitions()

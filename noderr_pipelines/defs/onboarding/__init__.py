@@ -1,0 +1,5 @@
+"""onboarding pipelines."""
+
+import dagster as dg
+
+defs = dg.Definitions()

@@ -1,0 +1,5 @@
+"""rewards pipelines."""
+
+import dagster as dg
+
+defs = dg.Definitions()

@@ -1,0 +1,5 @@
+"""tasks pipelines."""
+
+import dagster as dg
+
+defs = dg.Definitions()

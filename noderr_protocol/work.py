@@ -1,0 +1,95 @@
+"""Task leasing, result submission and heartbeats between a node and the control plane."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from noderr_protocol.base import ProtocolModel
+
+# Named tensors: input/output name -> a batch of rows (nested lists of numbers, labels or strings).
+Tensors = dict[str, list[Any]]
+
+
+class LoadedModel(ProtocolModel):
+    name: str
+    version: int
+
+
+class LeaseRequest(ProtocolModel):
+    max_tasks: int = Field(default=64, ge=1, le=512)
+    models: list[LoadedModel] = Field(min_length=1)
+    lease_seconds: int = Field(default=120, ge=10, le=3600)
+
+
+class LeasedTask(ProtocolModel):
+    task_id: str
+    model_name: str
+    inputs: Tensors
+    lease_expires_at: datetime
+
+
+class LeaseResponse(ProtocolModel):
+    tasks: list[LeasedTask]
+    lease_expires_at: datetime | None
+    retry_after_seconds: float = 1.0  # hint for an empty lease
+
+
+class LeaseExtendRequest(ProtocolModel):
+    task_ids: list[str] = Field(min_length=1, max_length=512)
+    lease_seconds: int = Field(default=120, ge=10, le=3600)
+
+
+class LeaseExtendResponse(ProtocolModel):
+    extended: list[str]
+    refused: dict[str, str]  # task id -> reason
+    lease_expires_at: datetime
+
+
+class TaskResultIn(ProtocolModel):
+    task_id: str
+    model_version: int
+    outputs: Tensors | None = None
+    error: str | None = Field(default=None, max_length=2000)
+    duration_ms: float | None = Field(default=None, ge=0)
+
+
+class ResultBatch(ProtocolModel):
+    results: list[TaskResultIn] = Field(min_length=1, max_length=1024)
+
+
+class ResultAck(ProtocolModel):
+    task_id: str
+    status: Literal["accepted", "duplicate", "refused"]
+    reason: str | None = None
+
+
+class ResultBatchAck(ProtocolModel):
+    acks: list[ResultAck]
+
+
+class ReleaseRequest(ProtocolModel):
+    """A node shutting down hands its unfinished leases back."""
+
+    task_ids: list[str] = Field(min_length=1, max_length=1024)
+
+
+class HeartbeatIn(ProtocolModel):
+    uptime_seconds: float = Field(ge=0)
+    model_versions: dict[str, int] = Field(default_factory=dict)
+    inference_count: int = Field(default=0, ge=0)
+    tasks_done: int = Field(default=0, ge=0)
+    errors: int = Field(default=0, ge=0)
+    latency_p50_ms: float | None = Field(default=None, ge=0)
+    latency_p95_ms: float | None = Field(default=None, ge=0)
+    cpu_percent: float | None = Field(default=None, ge=0)
+    memory_mb: float | None = Field(default=None, ge=0)
+    agent_version: str | None = Field(default=None, max_length=32)
+
+
+class HeartbeatAck(ProtocolModel):
+    server_time: datetime
+    node_status: str
+    next_heartbeat_seconds: float
