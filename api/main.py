@@ -34,6 +34,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for module in (webhooks, admin, portal, beacon, tasks, nodes, rewards):
         app.include_router(module.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict:
+        return {"status": "ok"}
+
     return app
 
 
