@@ -31,3 +31,46 @@ def record_audit(
     )
     session.add(entry)
     return entry
+
+
+class Actor:
+    """Who did something: an admin (id + email), a pipeline run, or the system."""
+
+    __slots__ = ("type", "id", "label")
+
+    def __init__(self, type: str, id: str | int | None = None, label: str | None = None):
+        self.type = type
+        self.id = None if id is None else str(id)
+        self.label = label
+
+    @classmethod
+    def admin(cls, admin_user) -> "Actor":
+        return cls("admin", admin_user.id, admin_user.email)
+
+    @classmethod
+    def pipeline(cls, run_id: str | None = None, label: str = "dagster") -> "Actor":
+        return cls("pipeline", run_id, label)
+
+    @classmethod
+    def system(cls, label: str = "system") -> "Actor":
+        return cls("system", None, label)
+
+
+def audit(
+    session: Session,
+    actor: Actor,
+    action: str,
+    subject_type: str,
+    subject_id: str | int,
+    **details: Any,
+) -> AuditLogEntry:
+    return record_audit(
+        session,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        actor_label=actor.label,
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        details=details,
+    )
