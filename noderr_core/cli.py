@@ -44,5 +44,22 @@ def dev_up() -> None:
     run_dev_stack_forever(get_settings())
 
 
+from noderr_core.chain.cli import chain as _chain_commands  # noqa: E402
+
+main.add_command(_chain_commands)
+
+from noderr_core.mailbox import _click_group as _mailbox_commands  # noqa: E402
+
+main.add_command(_mailbox_commands())
+
+
+@main.command("demo")
+def demo() -> None:
+    """Run all four journeys end to end on a fresh local stack (what `make demo` runs)."""
+    from noderr_demo.run import main as run_demo_main
+
+    run_demo_main()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

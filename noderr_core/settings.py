@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     api_port: int = 8000
 
     typeform_secret: SecretStr = SecretStr(LOCAL_TYPEFORM_SECRET)
+    # JSON object {our_field: ["typeform_ref", ...]} merged over the default mapping
+    # (noderr_core/onboarding/typeform.py DEFAULT_FIELD_MAP; see docs/onboarding.md).
+    typeform_field_map: str = ""
     secret_key: SecretStr = SecretStr(LOCAL_SECRET_KEY)
 
     bootstrap_admin_email: str = "admin@noderr.local"

@@ -35,6 +35,9 @@ class LeaseResponse(ProtocolModel):
     tasks: list[LeasedTask]
     lease_expires_at: datetime | None
     retry_after_seconds: float = 1.0  # hint for an empty lease
+    # Why the lease is empty when it is not simply "no work" (e.g. the node is blocked for invalid
+    # results, or its daily quota is used up). Optional: older nodes ignore it.
+    notice: str | None = None
 
 
 class LeaseExtendRequest(ProtocolModel):
@@ -74,6 +77,11 @@ class ReleaseRequest(ProtocolModel):
     """A node shutting down hands its unfinished leases back."""
 
     task_ids: list[str] = Field(min_length=1, max_length=1024)
+
+
+class ReleaseResponse(ProtocolModel):
+    released: list[str]
+    refused: dict[str, str]  # task id -> reason
 
 
 class HeartbeatIn(ProtocolModel):

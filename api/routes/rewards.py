@@ -1,5 +1,120 @@
-"""rewards routes."""
+"""Public reward routes: the per-epoch JSON document, a wallet's claim, and the operator's page.
 
-from fastapi import APIRouter
+Everything here is public by design: the shares and leaves let anyone rebuild and check the
+on-chain root, and a claim only ever pays the wallet in its leaf.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import threading
+from datetime import date
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from api.deps import SessionDep, SettingsDep
+from noderr_core.chain.addresses import ChainNotDeployed, load_addresses
+from noderr_core.rewards.claims import InvalidWallet, epoch_document, operator_earnings, wallet_claim
+from noderr_core.settings import Settings
+
+router = APIRouter(tags=["rewards"])
+templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
+_chain_lock = threading.Lock()
+
+
+def _parse_epoch(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            detail=f"{value!r} is not an epoch date: use YYYY-MM-DD (UTC day), e.g. 2026-11-24",
+        ) from None
+
+
+def _chain_view(request: Request, settings: Settings):
+    """(addresses, client) for on-chain reads, created once per app on first use; (None, None)
+    when the contracts are not deployed."""
+    state = request.app.state
+    with _chain_lock:
+        if getattr(state, "rewards_chain", None) is None:
+            from noderr_core.chain.client import ChainClient, make_web3
+
+            try:
+                addresses = load_addresses(settings.resolved_chain_addresses_file)
+            except ChainNotDeployed:
+                return None, None
+            client = ChainClient(make_web3(settings.chain_rpc_url, timeout=2.0),
+                                 settings.chain_signer_key.get_secret_value(), addresses)
+            state.rewards_chain = (addresses, client)
+        return state.rewards_chain
+
+
+def _claim_with_chain_state(request: Request, session, settings: Settings, wallet: str) -> dict:
+    addresses, client = _chain_view(request, settings)
+    doc = wallet_claim(
+        session, wallet,
+        distributor=addresses.reward_distributor if addresses else None,
+        chain_id=addresses.chain_id if addresses else None,
+    )
+    doc["claimed_onchain"] = None
+    doc["claimable_now"] = None
+    if client is not None:
+        try:
+            claimed = client.read(client.distributor().functions.claimed(doc["wallet"]))
+        except Exception:
+            claimed = None  # the chain is unreachable: the rest of the document still holds
+        if claimed is not None:
+            doc["claimed_onchain"] = str(claimed)
+            doc["claimable_now"] = str(max(0, int(doc["cumulative_amount"]) - claimed))
+    return doc
+
+
+@router.get("/v1/rewards/epochs/{epoch_date}")
+def get_epoch_document(epoch_date: str, session: SessionDep) -> dict:
+    """Pool, scoring, every node's share with its reason, and the cumulative leaves of the epoch."""
+    day = _parse_epoch(epoch_date)
+    doc = epoch_document(session, day)
+    if doc is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            detail=f"epoch {day.isoformat()} has not been computed (epochs are computed "
+                                   "daily after midnight UTC)")
+    return doc
+
+
+@router.get("/v1/rewards/claims/{wallet}")
+def get_wallet_claim(wallet: str, request: Request, session: SessionDep, settings: SettingsDep) -> dict:
+    """The wallet's cumulative amount in the latest on-chain root, its proof and claim call data."""
+    try:
+        return _claim_with_chain_state(request, session, settings, wallet)
+    except InvalidWallet as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+
+
+def format_tokens(amount: str | int | None, decimals: int = 18) -> str:
+    if amount is None:
+        return "—"
+    value = int(amount)
+    whole, frac = divmod(value, 10**decimals)
+    frac_s = f"{frac:0{decimals}d}"[:6].rstrip("0")
+    return f"{whole:,}" + (f".{frac_s}" if frac_s else "")
+
+
+templates.env.filters["tokens"] = format_tokens
+
+
+@router.get("/rewards/{wallet}", response_class=HTMLResponse, include_in_schema=False)
+def operator_rewards_page(wallet: str, request: Request, session: SessionDep, settings: SettingsDep):
+    try:
+        earnings = operator_earnings(session, wallet)
+        claim = _claim_with_chain_state(request, session, settings, wallet)
+    except InvalidWallet as exc:
+        return templates.TemplateResponse(
+            request, "rewards/invalid.html", {"message": str(exc)},
+            status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+    return templates.TemplateResponse(request, "rewards/operator.html", {
+        "earnings": earnings, "claim": claim,
+    })

@@ -25,6 +25,7 @@ from noderr_core.models.telemetry import Heartbeat
 from noderr_core.models import model_registry as _model_registry  # noqa: E402,F401
 from noderr_core.models import tasks as _tasks  # noqa: E402,F401
 from noderr_core.models import rewards as _rewards  # noqa: E402,F401
+from noderr_core.models import network as _network  # noqa: E402,F401
 
 __all__ = [
     "AdminSession",

@@ -1,5 +1,21 @@
-"""onboarding pipelines."""
+"""Onboarding pipelines: screening, carrying out admin decisions (provisioning), email relay."""
 
 import dagster as dg
 
-defs = dg.Definitions()
+from noderr_pipelines.defs.onboarding.jobs import (
+    carry_out_decision_job,
+    relay_emails_job,
+    screen_application_job,
+)
+from noderr_pipelines.defs.onboarding.resources import OnboardingSettings
+from noderr_pipelines.defs.onboarding.sensors import (
+    application_decision_sensor,
+    application_screening_sensor,
+    email_relay_sensor,
+)
+
+defs = dg.Definitions(
+    jobs=[screen_application_job, carry_out_decision_job, relay_emails_job],
+    sensors=[application_screening_sensor, application_decision_sensor, email_relay_sensor],
+    resources={"onboarding_settings": OnboardingSettings()},
+)

@@ -1,0 +1,364 @@
+"""The chain outbox relay: executes kind="chain" outbox rows against the contracts.
+
+For each claimed row the relay first reads on-chain state; if the effect is already there (a
+previous attempt's transaction was mined after we lost track of it, or someone else did it) the row
+succeeds without a transaction. Otherwise it sends one transaction and waits for its receipt. That
+gives exactly one effect per idempotency key under at-least-once delivery:
+
+* RPC down / receipt timeout  -> `record_failure(retryable=True)`: backoff, nothing lost. The hash
+  of a sent-but-unconfirmed transaction is kept in the attempt so the retry waits for it first.
+* revert                      -> `record_failure(retryable=False)`: the row is `failed` with the
+  revert reason (Dagster run log, dashboard), unless the on-chain check shows the effect holds.
+
+Actions (payloads from the cross-area contract):
+  register_node   {"node_id", "operator_wallet"}  -> NodeRegistry.register_node; sets Node.chain_registered_at
+  deregister_node {"node_id"}                     -> NodeRegistry.deregister_node; clears it
+  publish_root    {"epoch", "epoch_date", "root", "total_cumulative"} -> RewardDistributor.publish_root
+Node actions are applied in order per node: a row older than another register/deregister row of the
+same node is superseded (the newest row states the desired on-chain state).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+
+from eth_utils import is_address, to_checksum_address
+from sqlalchemy import Engine, select
+from web3.exceptions import TransactionNotFound
+from sqlalchemy.orm import Session
+
+from noderr_core.chain.addresses import ChainNotDeployed
+from noderr_core.chain.client import (
+    ChainClient,
+    ChainUnavailable,
+    TransactionReverted,
+    TxReceipt,
+    node_id_bytes32,
+)
+from noderr_core.db import make_session_factory
+from noderr_core.models import Node, OutboxAttempt, OutboxMessage
+from noderr_core.models.rewards import ChainTransaction, RewardEpoch
+from noderr_core.outbox import claim_due, record_failure, record_success
+from noderr_core.settings import Settings
+from noderr_core.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+CHAIN_KIND = "chain"
+NODE_ACTIONS = ("register_node", "deregister_node")
+
+
+class BadChainMessage(ValueError):
+    """The payload cannot be executed (unknown action, missing field): retrying will not help."""
+
+
+@dataclass
+class ActionOutcome:
+    outcome: str  # mined | already_done | superseded
+    detail: str = ""
+    receipt: TxReceipt | None = None
+
+    def result(self) -> dict:
+        out = {"outcome": self.outcome, "detail": self.detail}
+        if self.receipt:
+            out |= self.receipt.as_dict()
+        return out
+
+
+@dataclass
+class RelayReport:
+    claimed: int = 0
+    mined: int = 0
+    already_done: int = 0
+    superseded: int = 0
+    retrying: int = 0
+    failed: int = 0
+    messages: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+# ---- actions -----------------------------------------------------------------------------------
+
+def _node_state(client: ChainClient, node_id: str) -> tuple[str, bool]:
+    record = client.read(client.registry().functions.nodes(node_id_bytes32(node_id)))
+    operator, active = record[0], record[1]
+    return to_checksum_address(operator), bool(active)
+
+
+def _register_node(client: ChainClient, payload: dict) -> ActionOutcome:
+    node_id = _require(payload, "node_id")
+    wallet = _require(payload, "operator_wallet")
+    if not is_address(wallet):
+        raise BadChainMessage(f"operator_wallet {wallet!r} is not an address")
+    wallet = to_checksum_address(wallet)
+    operator, active = _node_state(client, node_id)
+    if active:
+        if operator == wallet:
+            return ActionOutcome("already_done", f"{node_id} is already registered to {wallet}")
+        raise TransactionReverted(f"node {node_id} is registered on-chain to another operator ({operator})")
+    receipt = _send_checked(
+        client, client.registry().functions.register_node(node_id_bytes32(node_id), wallet),
+        done=lambda: _node_state(client, node_id) == (wallet, True),
+    )
+    return ActionOutcome("mined" if receipt else "already_done", f"registered {node_id} to {wallet}", receipt)
+
+
+def _deregister_node(client: ChainClient, payload: dict) -> ActionOutcome:
+    node_id = _require(payload, "node_id")
+    _, active = _node_state(client, node_id)
+    if not active:
+        return ActionOutcome("already_done", f"{node_id} is not registered on-chain")
+    receipt = _send_checked(
+        client, client.registry().functions.deregister_node(node_id_bytes32(node_id)),
+        done=lambda: not _node_state(client, node_id)[1],
+    )
+    return ActionOutcome("mined" if receipt else "already_done", f"deregistered {node_id}", receipt)
+
+
+def _publish_root(client: ChainClient, payload: dict) -> ActionOutcome:
+    epoch = int(_require(payload, "epoch"))
+    root = _require(payload, "root")
+    total = int(_require(payload, "total_cumulative"))
+    try:
+        root_bytes = bytes.fromhex(root.removeprefix("0x"))
+    except ValueError as exc:
+        raise BadChainMessage(f"root {root!r} is not hex") from exc
+    if len(root_bytes) != 32:
+        raise BadChainMessage(f"root {root!r} is not 32 bytes")
+    dist = client.distributor()
+
+    def onchain() -> tuple[int, bytes]:
+        return client.read(dist.functions.current_epoch()), client.read(dist.functions.merkle_root())
+
+    current_epoch, current_root = onchain()
+    if current_root == root_bytes and current_epoch >= epoch:
+        return ActionOutcome("already_done", f"root {root} is already on-chain (epoch {current_epoch})")
+    if current_epoch > epoch:
+        return ActionOutcome(
+            "superseded",
+            f"the chain already holds the later epoch {current_epoch}; this epoch is paid through it",
+        )
+    receipt = _send_checked(
+        client, dist.functions.publish_root(epoch, root_bytes, total),
+        done=lambda: onchain() == (epoch, root_bytes),
+    )
+    return ActionOutcome("mined" if receipt else "already_done", f"published root {root} for epoch {epoch}", receipt)
+
+
+ACTIONS = {
+    "register_node": _register_node,
+    "deregister_node": _deregister_node,
+    "publish_root": _publish_root,
+}
+
+
+def _require(payload: dict, key: str):
+    value = payload.get(key)
+    if value in (None, ""):
+        raise BadChainMessage(f"payload has no {key!r}")
+    return value
+
+
+def _send_checked(client: ChainClient, fn, *, done) -> TxReceipt | None:
+    """Send; if it reverts but the desired state holds anyway (a race), report no-op success."""
+    try:
+        return client.transact(fn)
+    except TransactionReverted:
+        try:
+            if done():
+                return None
+        except ChainUnavailable:
+            pass
+        raise
+
+
+# ---- relay loop --------------------------------------------------------------------------------
+
+def _pending_tx_hash(session: Session, msg_id: int) -> str | None:
+    last = session.scalar(
+        select(OutboxAttempt).where(OutboxAttempt.outbox_id == msg_id).order_by(OutboxAttempt.id.desc()).limit(1)
+    )
+    if last is None or last.succeeded:
+        return None
+    return (last.detail or {}).get("pending_tx_hash")
+
+
+def _superseded_by_newer(session: Session, msg: OutboxMessage, node_id: str) -> int | None:
+    newer = session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.kind == CHAIN_KIND,
+            OutboxMessage.subject_id == node_id,
+            OutboxMessage.id > msg.id,
+        )
+    ).all()
+    for row in newer:
+        payload = row.payload or {}
+        if payload.get("action") in NODE_ACTIONS and payload.get("node_id") == node_id:
+            return row.id
+    return None
+
+
+@dataclass
+class MessageContext:
+    """What the relay reads from the database before touching the chain (in a short transaction:
+    no database lock is held while a transaction is being mined)."""
+
+    newer_row_id: int | None = None
+    pending_tx_hash: str | None = None
+
+
+def load_message_context(session: Session, msg: OutboxMessage) -> MessageContext:
+    payload = msg.payload or {}
+    ctx = MessageContext(pending_tx_hash=_pending_tx_hash(session, msg.id))
+    if payload.get("action") in NODE_ACTIONS and payload.get("node_id"):
+        ctx.newer_row_id = _superseded_by_newer(session, msg, payload["node_id"])
+    return ctx
+
+
+def execute_message(client: ChainClient, msg: OutboxMessage, ctx: MessageContext) -> ActionOutcome:
+    payload = msg.payload or {}
+    action = payload.get("action")
+    handler = ACTIONS.get(action)
+    if handler is None:
+        raise BadChainMessage(f"unknown chain action {action!r}")
+    if ctx.newer_row_id is not None:
+        return ActionOutcome("superseded", f"outbox row {ctx.newer_row_id} states this node's newer on-chain state")
+    pending = ctx.pending_tx_hash
+    if pending:
+        # A previous attempt sent a transaction but never saw its receipt: settle it first so the
+        # retry does not send a second one.
+        try:
+            known = client.w3.eth.get_transaction(pending) is not None
+        except TransactionNotFound:
+            known = False  # dropped from the mempool: the on-chain check below decides
+        except Exception as exc:
+            raise ChainUnavailable(f"chain RPC failed while looking up {pending}: {exc}", tx_hash=pending) from exc
+        if known:
+            try:
+                client.wait_for_receipt(pending)
+            except TransactionReverted:
+                pass  # the on-chain check below decides
+    return handler(client, payload)
+
+
+def _apply_success(session: Session, msg: OutboxMessage, outcome: ActionOutcome) -> None:
+    payload = msg.payload or {}
+    action = payload.get("action")
+    now = utcnow()
+    if action == "register_node" and outcome.outcome in ("mined", "already_done"):
+        node = session.get(Node, payload.get("node_id"))
+        if node is not None:
+            node.chain_registered_at = node.chain_registered_at or now
+    elif action == "deregister_node" and outcome.outcome in ("mined", "already_done"):
+        node = session.get(Node, payload.get("node_id"))
+        if node is not None:
+            node.chain_registered_at = None
+    elif action == "publish_root":
+        _update_epoch_from_row(session, msg)
+
+
+def _update_epoch_from_row(session: Session, msg: OutboxMessage) -> None:
+    from noderr_core.rewards.tree import apply_outbox_state
+
+    epoch_date = (msg.payload or {}).get("epoch_date")
+    if not epoch_date:
+        return
+    epoch = session.scalar(select(RewardEpoch).where(RewardEpoch.epoch_date == date.fromisoformat(epoch_date)))
+    if epoch is None or epoch.merkle_root != (msg.payload or {}).get("root"):
+        return  # the epoch was recomputed to another root since; that root has its own row
+    apply_outbox_state(epoch, msg)
+
+
+def _subject(payload: dict) -> str | None:
+    return payload.get("node_id") or payload.get("epoch_date")
+
+
+def relay_due_chain_messages(
+    engine: Engine,
+    settings: Settings,
+    *,
+    client: ChainClient | None = None,
+    limit: int = 20,
+    lock_seconds: float = 300,
+) -> RelayReport:
+    """Claim due chain rows and execute each; one transaction per row for its outcome."""
+    factory = make_session_factory(engine)
+    report = RelayReport()
+    with factory() as session:
+        claimed = claim_due(session, kind=CHAIN_KIND, limit=limit, lock_seconds=lock_seconds)
+        session.commit()
+    report.claimed = len(claimed)
+    if not claimed:
+        return report
+    client_error: str | None = None
+    if client is None:
+        try:
+            client = ChainClient.from_settings(settings)
+        except ChainNotDeployed as exc:
+            client_error = str(exc)
+    for msg in claimed:
+        _relay_one(factory, client, msg, report, client_error)
+    return report
+
+
+def _relay_one(factory, client: ChainClient | None, msg: OutboxMessage, report: RelayReport,
+               client_error: str | None) -> None:
+    payload = msg.payload or {}
+    action = str(payload.get("action"))
+    entry = {"id": msg.id, "key": msg.idempotency_key, "action": action}
+    with factory() as session:
+        ctx = load_message_context(session, msg)
+        session.commit()
+    with factory() as session:
+        try:
+            if client is None:
+                raise ChainUnavailable(client_error or "no chain client")
+            outcome = execute_message(client, msg, ctx)
+        except (BadChainMessage, TransactionReverted) as exc:
+            session.rollback()
+            reverted = isinstance(exc, TransactionReverted)
+            reason = exc.reason if reverted else str(exc)
+            tx_hash = exc.tx_hash if reverted else None
+            error = f"{action} reverted: {reason}" if reverted else f"{action} rejected: {reason}"
+            row = record_failure(session, msg, error, retryable=False,
+                                 detail={"tx_hash": tx_hash} if tx_hash else {})
+            session.add(ChainTransaction(outbox_id=msg.id, action=action[:32], subject=_subject(payload),
+                                         outcome="reverted" if reverted else "invalid",
+                                         tx_hash=tx_hash, revert_reason=reason))
+            if action == "publish_root":
+                _update_epoch_from_row(session, row)
+            session.commit()
+            report.failed += 1
+            log.warning("chain outbox %s (%s) failed permanently: %s", msg.id, msg.idempotency_key, error)
+            report.messages.append(entry | {"status": "failed", "error": error})
+            return
+        except ChainUnavailable as exc:
+            session.rollback()
+            detail = {"pending_tx_hash": exc.tx_hash} if exc.tx_hash else {}
+            row = record_failure(session, msg, str(exc), retryable=True, detail=detail)
+            if action == "publish_root":
+                _update_epoch_from_row(session, row)
+            session.commit()
+            if row.status == "failed":
+                report.failed += 1
+            else:
+                report.retrying += 1
+            log.info("chain outbox %s will be retried: %s", msg.id, exc)
+            report.messages.append(entry | {"status": row.status, "error": str(exc)})
+            return
+        row = record_success(session, msg, outcome.result())
+        receipt = outcome.receipt
+        session.add(ChainTransaction(
+            outbox_id=msg.id, action=action, subject=_subject(payload), outcome=outcome.outcome,
+            tx_hash=receipt.tx_hash if receipt else None,
+            block_number=receipt.block_number if receipt else None,
+            gas_used=receipt.gas_used if receipt else None,
+        ))
+        _apply_success(session, row, outcome)
+        session.commit()
+        setattr(report, outcome.outcome, getattr(report, outcome.outcome) + 1)
+        report.messages.append(entry | {"status": "sent"} | outcome.result())

@@ -1,0 +1,212 @@
+"""Per-node reliability: streaks, counts, turnaround, daily quota and blocking.
+
+The record is updated in the same transaction as the results that change it (see results.py); this
+module holds the rules and the read side used by admin pages and rewards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from noderr_core.audit import Actor, audit
+from noderr_core.models.tasks import NodeReliability
+from noderr_core.tasks.bulk import dialect_insert, is_postgresql
+from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
+
+
+def lock_reliability(
+    session: Session, node_ids: list[str], rules: ReliabilityRules, now: datetime
+) -> dict[str, NodeReliability]:
+    """The nodes' reliability rows (created if missing), locked, in node-id order (no deadlocks)."""
+    node_ids = sorted(set(node_ids))
+    if not node_ids:
+        return {}
+    table = NodeReliability.__table__
+    rows = [
+        {
+            "node_id": n,
+            "consecutive_valid": 0,
+            "consecutive_invalid": 0,
+            "consecutive_errors": 0,
+            "results_count": 0,
+            "valid_count": 0,
+            "invalid_count": 0,
+            "error_count": 0,
+            "unreplicated_count": 0,
+            "daily_quota": rules.base_daily_quota,
+            "quota_used": 0,
+            "updated_at": now,
+        }
+        for n in node_ids
+    ]
+    session.execute(dialect_insert(session, table).on_conflict_do_nothing(index_elements=["node_id"]), rows)
+    stmt = select(NodeReliability).where(NodeReliability.node_id.in_(node_ids)).order_by(
+        NodeReliability.node_id
+    )
+    if is_postgresql(session):
+        stmt = stmt.with_for_update()
+    # populate_existing: the row may be cached in the session from before the lock was taken.
+    found = session.scalars(stmt.execution_options(populate_existing=True)).all()
+    return {r.node_id: r for r in found}
+
+
+def roll_quota_day(rel: NodeReliability, now: datetime) -> None:
+    day = now.date().isoformat()
+    if rel.quota_day != day:
+        rel.quota_day = day
+        rel.quota_used = 0
+
+
+@dataclass
+class NodeEvents:
+    """What happened to one node's results in one transaction, in order."""
+
+    outcomes: list[tuple[str, bool]] = field(default_factory=list)  # (valid|invalid|error, checked)
+    turnarounds_ms: list[float] = field(default_factory=list)
+    submitted: int = 0
+    last_error: str | None = None
+
+
+def apply_events(
+    rel: NodeReliability, events: NodeEvents, rules: ReliabilityRules, now: datetime
+) -> None:
+    """Fold one batch of a node's events into its record (streaks, quota, blocking)."""
+    if events.turnarounds_ms:
+        n0 = rel.results_count
+        total = (rel.turnaround_ms_avg or 0.0) * n0 + sum(events.turnarounds_ms)
+        rel.turnaround_ms_avg = total / (n0 + len(events.turnarounds_ms))
+    rel.results_count += events.submitted
+    for outcome, checked in events.outcomes:
+        if outcome == "valid":
+            rel.valid_count += 1
+            rel.consecutive_invalid = 0
+            rel.consecutive_errors = 0
+            rel.last_valid_at = now
+            if checked:
+                # Only results compared against other nodes extend the streak: an unreplicated
+                # result was trusted, not verified.
+                rel.consecutive_valid += 1
+                rel.daily_quota = min(rules.base_daily_quota, rel.daily_quota * 2)
+            else:
+                rel.unreplicated_count += 1
+        elif outcome == "invalid":
+            rel.invalid_count += 1
+            rel.consecutive_valid = 0
+            rel.consecutive_invalid += 1
+            rel.last_invalid_at = now
+            rel.daily_quota = max(rules.min_daily_quota, rel.daily_quota // 2)
+            if rel.consecutive_invalid >= rules.block_after_consecutive_invalid and not rel.blocked_reason:
+                rel.blocked_reason = (
+                    f"{rel.consecutive_invalid} invalid results in a row (last at "
+                    f"{now:%Y-%m-%d %H:%M} UTC): its outputs disagree with the quorum; check the "
+                    "node's model files and hardware, then unblock it"
+                )
+                rel.blocked_at = now
+        elif outcome == "error":
+            rel.error_count += 1
+            rel.consecutive_errors += 1
+            if rel.consecutive_errors >= rules.block_after_consecutive_errors and not rel.blocked_reason:
+                rel.blocked_reason = (
+                    f"{rel.consecutive_errors} errors in a row; last error: "
+                    f"{(events.last_error or '')[:300]}"
+                )
+                rel.blocked_at = now
+    if events.last_error:
+        rel.last_error = events.last_error[:2000]
+    rel.updated_at = now
+
+
+@dataclass(frozen=True)
+class ReliabilitySummary:
+    node_id: str
+    consecutive_valid: int
+    results_count: int
+    valid_count: int
+    invalid_count: int
+    error_count: int
+    unreplicated_count: int
+    invalid_rate: float
+    error_rate: float
+    turnaround_ms_avg: float | None
+    daily_quota: int
+    quota_used_today: int
+    trusted: bool  # eligible for unreplicated tasks (adaptive replication)
+    last_valid_at: datetime | None
+    last_invalid_at: datetime | None
+    last_error: str | None
+    blocked_reason: str | None
+    blocked_at: datetime | None
+
+
+def _summary(rel: NodeReliability | None, node_id: str, rules: ReliabilityRules, now) -> ReliabilitySummary:
+    if rel is None:
+        return ReliabilitySummary(
+            node_id, 0, 0, 0, 0, 0, 0, 0.0, 0.0, None, rules.base_daily_quota, 0, False,
+            None, None, None, None, None,
+        )
+    judged = rel.valid_count + rel.invalid_count
+    today = now.date().isoformat() if now else None
+    return ReliabilitySummary(
+        node_id=node_id,
+        consecutive_valid=rel.consecutive_valid,
+        results_count=rel.results_count,
+        valid_count=rel.valid_count,
+        invalid_count=rel.invalid_count,
+        error_count=rel.error_count,
+        unreplicated_count=rel.unreplicated_count,
+        invalid_rate=rel.invalid_count / judged if judged else 0.0,
+        error_rate=rel.error_count / rel.results_count if rel.results_count else 0.0,
+        turnaround_ms_avg=rel.turnaround_ms_avg,
+        daily_quota=rel.daily_quota,
+        quota_used_today=rel.quota_used if rel.quota_day == today else 0,
+        trusted=rel.consecutive_valid >= rules.adaptive_threshold and not rel.blocked_reason,
+        last_valid_at=rel.last_valid_at,
+        last_invalid_at=rel.last_invalid_at,
+        last_error=rel.last_error,
+        blocked_reason=rel.blocked_reason,
+        blocked_at=rel.blocked_at,
+    )
+
+
+def node_reliability_summary(
+    session: Session, node_id: str, rules: ReliabilityRules = DEFAULT_RULES
+) -> ReliabilitySummary:
+    """The node's validation record as admin pages and rewards read it (zeros if it has none)."""
+    from noderr_core.timeutil import utcnow
+
+    return _summary(session.get(NodeReliability, node_id), node_id, rules, utcnow())
+
+
+def node_reliability_summaries(
+    session: Session, node_ids: list[str] | None = None, rules: ReliabilityRules = DEFAULT_RULES
+) -> dict[str, ReliabilitySummary]:
+    """Summaries for many nodes at once (one query), keyed by node id."""
+    from noderr_core.timeutil import utcnow
+
+    stmt = select(NodeReliability)
+    if node_ids is not None:
+        stmt = stmt.where(NodeReliability.node_id.in_(node_ids))
+    now = utcnow()
+    found = {r.node_id: r for r in session.scalars(stmt)}
+    ids = node_ids if node_ids is not None else list(found)
+    return {n: _summary(found.get(n), n, rules, now) for n in ids}
+
+
+def unblock_node(session: Session, *, node_id: str, actor: Actor, rules: ReliabilityRules = DEFAULT_RULES) -> None:
+    """An admin lets a blocked node work again (streaks restart, quota back to the minimum)."""
+    from noderr_core.timeutil import utcnow
+
+    now = utcnow()
+    rel = lock_reliability(session, [node_id], rules, now)[node_id]
+    previous = rel.blocked_reason
+    rel.blocked_reason = None
+    rel.blocked_at = None
+    rel.consecutive_invalid = 0
+    rel.consecutive_errors = 0
+    rel.daily_quota = max(rules.min_daily_quota, min(rel.daily_quota, rules.base_daily_quota))
+    rel.updated_at = now
+    audit(session, actor, "node.work_unblocked", "node", node_id, previous_reason=previous)
