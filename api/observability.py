@@ -170,6 +170,12 @@ def configure_logging(settings: Settings, stream=None) -> logging.Handler:
     return handler
 
 
+def ensure_logging_configured(settings: Settings) -> None:
+    """Configure logging at app start-up unless the process (or a test) already did."""
+    if not any(getattr(h, "_noderr_handler", False) for h in logging.getLogger().handlers):
+        configure_logging(settings)
+
+
 # --- metrics -----------------------------------------------------------------------------------
 
 

@@ -215,6 +215,9 @@ class TaskWorker:
                 self._report(exc)
                 log.warning("lease extension failed: %s", exc)
                 continue
+            if resp.extended:
+                log.info("extended %d lease(s) to %s", len(resp.extended),
+                         resp.lease_expires_at.isoformat())
             for tid in resp.extended:
                 if tid in self.in_flight:
                     self.in_flight[tid] = resp.lease_expires_at

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     chain_addresses_file: Path | None = None  # default: state_dir / "chain.json"
     reward_pool_per_epoch: int = Field(default=1_000 * 10**18, ge=0)
 
+    # When set, GET /metrics requires `Authorization: Bearer <token>`.
+    metrics_token: SecretStr = SecretStr("")
+
     # Operational knobs
     login_rate_limit_per_minute: int = 10
     download_token_ttl_hours: int = 72

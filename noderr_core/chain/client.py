@@ -58,7 +58,7 @@ class TxReceipt:
             "tx_hash": self.tx_hash,
             "block_number": self.block_number,
             "gas_used": self.gas_used,
-            "status": self.status,
+            "tx_status": self.status,
         }
 
 

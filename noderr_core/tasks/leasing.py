@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy import and_, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from noderr_core.models.tasks import (
@@ -97,15 +97,23 @@ def _live_clause(now: datetime):
 
 
 def _candidate_query(model_name: str, node_id: str, operator_id: int, now: datetime, limit: int, pg: bool):
-    blocked_for_me = exists().where(
-        A.c.task_id == T.c.id,
-        or_(
-            and_(
-                A.c.node_id == node_id,
-                or_(A.c.status == SUBMITTED, and_(A.c.status == LEASED, A.c.lease_expires_at > now)),
+    # Both checks are correlated *scalar* subqueries on purpose: PostgreSQL evaluates them per
+    # scanned task through the (task_id, node_id) index, instead of turning them into an anti-join
+    # that scans all assignments.
+    blocking = (
+        select(func.count())
+        .select_from(A)
+        .where(
+            A.c.task_id == T.c.id,
+            or_(
+                and_(
+                    A.c.node_id == node_id,
+                    or_(A.c.status == SUBMITTED, and_(A.c.status == LEASED, A.c.lease_expires_at > now)),
+                ),
+                and_(A.c.operator_id == operator_id, A.c.node_id != node_id, _live_clause(now)),
             ),
-            and_(A.c.operator_id == operator_id, A.c.node_id != node_id, _live_clause(now)),
-        ),
+        )
+        .scalar_subquery()
     )
     live_count = (
         select(func.count()).select_from(A).where(A.c.task_id == T.c.id, _live_clause(now)).scalar_subquery()
@@ -117,7 +125,7 @@ def _candidate_query(model_name: str, node_id: str, operator_id: int, now: datet
             T.c.leasable_at.is_not(None),
             T.c.leasable_at <= now,
             or_(T.c.deadline_at.is_(None), T.c.deadline_at > now),
-            ~blocked_for_me,
+            blocking == 0,
             live_count < T.c.replicas_needed,
         )
         .order_by(T.c.priority.desc(), T.c.created_at)
@@ -126,6 +134,17 @@ def _candidate_query(model_name: str, node_id: str, operator_id: int, now: datet
     if pg:
         stmt = stmt.with_for_update(of=T, skip_locked=True)
     return stmt
+
+
+def _prefer_ordered_scan(session: Session) -> None:
+    """Make PostgreSQL walk ix_tasks_leasable in queue order and stop after `limit` rows.
+
+    Row estimates for `leasable_at <= now` are poor (the column moves all the time), and a plan
+    that collects every leasable task and sorts it costs ~1 s on a 30k queue instead of ~2 ms.
+    SET LOCAL lasts until the lease transaction ends.
+    """
+    session.execute(text("SET LOCAL enable_bitmapscan = off"))
+    session.execute(text("SET LOCAL enable_sort = off"))
 
 
 def fail_overdue_tasks(
@@ -195,6 +214,8 @@ def lease_tasks(
 
     fail_overdue_tasks(session, now, limit=500)
 
+    if pg:
+        _prefer_ordered_scan(session)
     candidate_ids: list[str] = []
     for model in sorted(set(model_names)):
         candidate_ids.extend(

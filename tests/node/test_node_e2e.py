@@ -333,7 +333,7 @@ def test_sigterm_stops_leasing_and_finishes_or_releases_tasks(
     stack = sqlite_stack
     stack.publish("slow", slow_onnx())
     node_id, key = stack.make_node()
-    n_tasks = 96
+    n_tasks = 64
     node = node_process_factory(stack.node_env(
         node_id, key, tmp_path / "cache",
         NODERR_NODE_SHUTDOWN_GRACE_SECONDS=str(grace),
@@ -343,7 +343,6 @@ def test_sigterm_stops_leasing_and_finishes_or_releases_tasks(
         NODERR_NODE_LEASE_SECONDS="10",
     ), wait_ready=True)
     client_key = stack.client_key()
-    ids = stack.client_submit = None
     with stack.api.client(headers={"Authorization": f"Bearer {client_key}"}) as c:
         resp = c.post("/v1/tasks", json={
             "tasks": [{"model": "slow", "inputs": {"x": [[0.1 * i, 0.2, 0.3, 0.4]]}}
