@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,6 +47,13 @@ def create_app(settings: NodeSettings | None = None) -> FastAPI:
 
     def agent_of(request: Request) -> NodeAgent:
         return request.app.state.agent
+
+    @app.exception_handler(RequestValidationError)
+    async def count_malformed_requests(request: Request, exc: RequestValidationError):
+        # Bodies FastAPI itself refuses (bad JSON, unknown fields) still count as client errors.
+        if request.url.path == "/v1/infer" and hasattr(request.app.state, "agent"):
+            agent_of(request).metrics.observe_request("unknown", "client_error")
+        return await request_validation_exception_handler(request, exc)
 
     @app.post("/v1/infer")
     async def infer(body: InferRequest, request: Request) -> JSONResponse:

@@ -53,6 +53,15 @@ from noderr_core.mailbox import _click_group as _mailbox_commands  # noqa: E402
 main.add_command(_mailbox_commands())
 
 
+from noderr_core.tasks.cli import clients as _clients_commands  # noqa: E402
+
+main.add_command(_clients_commands)
+
+from noderr_core.modelstore.cli import models as _models_commands  # noqa: E402
+
+main.add_command(_models_commands)
+
+
 @main.command("demo")
 def demo() -> None:
     """Run all four journeys end to end on a fresh local stack (what `make demo` runs)."""

@@ -203,6 +203,10 @@ def run_dev_stack_forever(settings: Settings) -> None:
     prepare_local_state(settings)
     specs = platform_specs(settings)
     with local_stack(settings, specs) as stack:
+        from noderr_core.chain.deploy import ensure_deployed
+
+        outcome = ensure_deployed(settings)
+        print(f"contracts on the dev chain: {outcome.addresses.to_json()}")
         print("Noderr local stack is up (Ctrl-C stops everything):")
         for running in stack.running:
             print(f"  {running.spec.name:<18} {running.spec.url}   log: {running.log_path}")

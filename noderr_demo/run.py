@@ -68,7 +68,7 @@ def _platform(report: DemoReport, demo: DemoEnvironment, stack: LocalStack) -> N
         s.detail = f"{len(stack.running)} services"
     with report.step("platform", "deploy contracts to the local chain") as s:
         outcome = ensure_deployed(demo.settings)
-        s.detail = f"distributor {outcome.addresses.distributor}"
+        s.detail = f"registry {outcome.addresses.node_registry}, distributor {outcome.addresses.reward_distributor}"
     report.where_to_look.update(
         {
             "admin dashboard": f"{demo.api_url}/admin  ({demo.settings.bootstrap_admin_email} / "

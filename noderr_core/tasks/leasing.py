@@ -30,7 +30,7 @@ from noderr_core.models.tasks import (
     TaskAssignment,
     TaskStatus,
 )
-from noderr_core.tasks.bulk import dialect_insert, is_postgresql
+from noderr_core.tasks.bulk import bulk_upsert, is_postgresql
 from noderr_core.tasks.reliability import lock_reliability, roll_quota_day
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
 from noderr_core.timeutil import utcnow
@@ -271,19 +271,10 @@ def lease_tasks(
     if not chosen:
         return LeaseOutcome([], None)
 
-    ins = dialect_insert(session, A)
-    session.execute(
-        ins.on_conflict_do_update(
-            index_elements=["task_id", "node_id"],
-            set_={
-                "status": ins.excluded.status,
-                "unreplicated": ins.excluded.unreplicated,
-                "leased_at": ins.excluded.leased_at,
-                "lease_expires_at": ins.excluded.lease_expires_at,
-                "outcome": ins.excluded.outcome,
-            },
-        ),
-        [
+    bulk_upsert(
+        session, A, conflict=("task_id", "node_id"),
+        update_columns=("status", "unreplicated", "leased_at", "lease_expires_at", "outcome"),
+        rows=[
             {
                 "task_id": t.id,
                 "node_id": node_id,

@@ -39,7 +39,8 @@ def dagster_home(tmp_path: Path) -> Path:
     home.mkdir()
     config = yaml.safe_load((ROOT / "dagster_home" / "dagster.yaml").read_text())
     # No daemon in this test: the webserver launches the run itself instead of queueing it.
-    config.pop("run_coordinator", None)
+    config["run_coordinator"] = {"module": "dagster.core.run_coordinator",
+                                 "class": "DefaultRunCoordinator"}
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return home
 
@@ -103,7 +104,7 @@ def test_materialize_models_group_through_dagster_webserver(pg_url, s3_server, s
             run_id = launched["run"]["runId"]
 
             status = None
-            deadline = time.monotonic() + 600
+            deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
                 status = gql(RUN_STATUS, {"runId": run_id})["runOrError"]["status"]
                 if status in ("SUCCESS", "FAILURE", "CANCELED"):

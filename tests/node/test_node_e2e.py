@@ -89,8 +89,9 @@ def test_first_sync_serves_and_validates_inputs(stack, node_process_factory, tmp
         assert metric(text, "noderr_node_inference_requests_total", model=IRIS, outcome="ok") >= 1
         assert metric(text, "noderr_node_inference_requests_total", model=IRIS,
                       outcome="client_error") == 5
+        # The unknown model, the bad JSON and the unknown field.
         assert metric(text, "noderr_node_inference_requests_total", model="unknown",
-                      outcome="client_error") == 1
+                      outcome="client_error") == 3
         assert metric(text, "noderr_node_inference_latency_seconds_count", model=IRIS) >= 1
         assert "noderr_node_batch_rows_bucket" in text
 

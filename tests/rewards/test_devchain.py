@@ -8,12 +8,14 @@ from eth_account import Account
 
 from noderr_core.chain.devchain import service_spec
 from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY, Settings
+from tests.support.chain import OPERATOR_KEYS
 
 
 def test_default_signer_is_the_dev_chains_first_account(ganache):
     accounts = httpx.post(ganache.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_accounts",
                                              "params": []}).json()["result"]
     assert accounts[0].lower() == Account.from_key(LOCAL_CHAIN_SIGNER_KEY).address.lower()
+    assert accounts[1:3] == [Account.from_key(k).address.lower() for k in OPERATOR_KEYS]
 
 
 def test_service_spec_keeps_state_under_the_state_dir_and_stays_on_loopback(tmp_path):

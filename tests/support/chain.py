@@ -18,15 +18,15 @@ from eth_account import Account
 from noderr_core.chain.addresses import ChainAddresses, save_addresses
 from noderr_core.chain.client import ChainClient, make_web3
 from noderr_core.chain.deploy import deploy_contracts
-from noderr_core.chain.devchain import DEV_MNEMONIC, ganache_argv, rpc_chain_id
+from noderr_core.chain.devchain import ganache_argv, rpc_chain_id
 from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY
 from tests.support.procs import free_port, stop_process, wait_for
 
-# Ganache's deterministic accounts 1 and 2 (account 0 is the platform signer).
-Account.enable_unaudited_hdwallet_features()
+# Keys of Ganache's deterministic accounts 1 and 2 (account 0 is the platform signer); they hold
+# ETH on the dev chain, so tests can sign as operators. tests/rewards/test_devchain.py checks them.
 OPERATOR_KEYS = [
-    Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key.to_0x_hex()
-    for i in (1, 2)
+    "0x6cbed15c793ce57650b9877cf6fa156fbef513c4e6134f022a85b1ffdd59b2a1",
+    "0x6370fd033278c143179d81c5526140625662b8daa446c22ee2d73db3707e620c",
 ]
 
 

@@ -36,10 +36,11 @@ LEASE_SECONDS = 3
 def _seed(factory, client_id: int, n: int) -> None:
     chunk = 10_000
     for start in range(0, n, chunk):
+        # Half the tasks allow adaptive replication, half are always checked by a quorum.
         body = {"tasks": [{"model": "iris", "inputs": {"input": [[float(i), 1.0, 2.0, 3.0]]},
-                           "priority": i % 3}
-                          for i in range(start, min(n, start + chunk))],
-                "policy": {"replicas": 2, "quorum": 2, "max_replicas": 4}}
+                           "priority": i % 3,
+                           "policy": {"replicas": 2, "quorum": 2, "max_replicas": 4, "adaptive": i % 2 == 0}}
+                          for i in range(start, min(n, start + chunk))]}
         with factory() as s:
             submit_tasks(s, client_id=client_id, request=SubmitTasksRequest.model_validate(body),
                          max_tasks=chunk)
@@ -139,6 +140,8 @@ def test_chaos_every_task_decided_exactly_once(pg_url, tmp_path):
         # Never counted twice: each node's counters equal its recorded results.
         per_node = Counter((r.node_id, r.outcome) for r in rows if r.status == "submitted")
         submitted = Counter(r.node_id for r in rows if r.status == "submitted")
+        liar_id = next(node.id for node, b in nodes if b == "liar")
+        assert per_node[(liar_id, "invalid")] > 0  # the lies were caught
         for rel in s.scalars(select(NodeReliability)):
             assert rel.results_count == submitted[rel.node_id]
             assert rel.valid_count == per_node[(rel.node_id, "valid")]
