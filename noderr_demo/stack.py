@@ -37,7 +37,7 @@ class DemoEnvironment:
 
 
 def prepare_environment(state_dir: Path | None = None) -> DemoEnvironment:
-    state_dir = state_dir or PROJECT_ROOT / ".noderr" / "demo"
+    state_dir = state_dir or Path(os.environ.get("NODERR_DEMO_DIR") or PROJECT_ROOT / ".noderr" / "demo")
     if state_dir.exists():
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True)

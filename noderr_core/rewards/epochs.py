@@ -152,9 +152,16 @@ def compute_epoch(
     *,
     pool: int,
     weights: ScoringWeights = DEFAULT_WEIGHTS,
+    allow_open_day: bool = False,
 ) -> EpochSummary:
-    """(Re)compute one epoch's per-node and per-wallet rewards; the caller commits."""
-    if epoch_date >= utcnow().date():
+    """(Re)compute one epoch's per-node and per-wallet rewards; the caller commits.
+
+    `allow_open_day` closes today's epoch early on what has happened so far (test networks and
+    the demo); recomputing it after midnight replaces it, and the cumulative tree carries the
+    difference. Future days are always refused.
+    """
+    today = utcnow().date()
+    if epoch_date > today or (epoch_date == today and not allow_open_day):
         raise ValueError(
             f"epoch {epoch_date.isoformat()} has not ended yet (epochs are whole UTC days); "
             "compute it after midnight UTC"

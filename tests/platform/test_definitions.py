@@ -20,14 +20,16 @@ EXPECTED = {
         "publish_reference_model_job",
         # network
         "node_health_job",
+        # rewards
+        "reward_epoch_job", "chain_relay_job", "close_epoch_job",
     },
     "sensors": {
         "application_screening_sensor", "application_decision_sensor", "email_relay_sensor",
-        "node_health_sensor",
+        "node_health_sensor", "chain_outbox_sensor",
     },
-    "schedules": set(),
-    "asset_groups": {"models"},
-    "resources": {"database", "node_health"},
+    "schedules": {"reward_epoch_job_schedule"},
+    "asset_groups": {"models", "rewards"},
+    "resources": {"database", "node_health", "chain"},
 }
 
 
