@@ -61,7 +61,7 @@ def _drive_nodes(api_url: str, node_keys: list[str], n_tasks: int, out: multipro
     """The load generator process: 32 nodes lease and report until every task is validated."""
     import httpx
 
-    async def main() -> tuple[float, int, int]:
+    async def main() -> tuple[float, int, int]:  # noqa: C901
         done = {"results": 0, "leases": 0}
         stop = asyncio.Event()
         limits = httpx.Limits(max_connections=NODES * 2, max_keepalive_connections=NODES * 2)
@@ -97,7 +97,10 @@ def _drive_nodes(api_url: str, node_keys: list[str], n_tasks: int, out: multipro
             await asyncio.gather(*workers, return_exceptions=True)
             return elapsed, done["results"], done["leases"]
 
-    out.put(asyncio.run(main()))
+    try:
+        out.put(asyncio.run(main()))
+    except BaseException as exc:  # report, don't hang the parent
+        out.put(RuntimeError(f"load generator failed: {exc!r}"))
 
 
 def _raw_queue(dsn: str, n_jobs: int) -> float:
@@ -148,6 +151,19 @@ def _raw_queue(dsn: str, n_jobs: int) -> float:
     return time.perf_counter() - started
 
 
+def _bootstrap_admin(db_url: str) -> None:
+    # Two uvicorn workers would otherwise race to create the bootstrap admin at start-up.
+    from noderr_core.bootstrap import ensure_bootstrap_admin
+    from noderr_core.db import make_engine, make_session_factory
+    from noderr_core.settings import Settings
+
+    engine = make_engine(db_url)
+    with make_session_factory(engine)() as s:
+        ensure_bootstrap_admin(s, Settings(env="test", database_url=db_url))
+        s.commit()
+    engine.dispose()
+
+
 def run(ctx: BenchContext) -> list[BenchRow]:
     from tests.support.apiserver import start_api_server
     from tests.support.databases import PostgresCluster
@@ -165,6 +181,7 @@ def run(ctx: BenchContext) -> list[BenchRow]:
         cluster.admin_execute("CREATE DATABASE bench_raw")
         db_url = cluster.url("bench_tasks")
         upgrade_database(db_url)
+        _bootstrap_admin(db_url)
         server = start_api_server(db_url, ctx.workdir / "api", workers=2)
         node_keys, _client_key = _seed(server.url, db_url, n_tasks)
 
@@ -172,8 +189,11 @@ def run(ctx: BenchContext) -> list[BenchRow]:
         q = mp.Queue()
         driver = mp.Process(target=_drive_nodes, args=(server.url, node_keys, n_tasks, q))
         driver.start()
-        elapsed, results, leases = q.get(timeout=1800)
+        got = q.get(timeout=1800)
         driver.join(timeout=60)
+        if isinstance(got, Exception):
+            raise RuntimeError(f"{got}; API log: {server.log_path}")
+        elapsed, results, leases = got
         stop_process(server.proc)
         server = None
 

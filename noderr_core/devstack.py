@@ -199,7 +199,12 @@ def prepare_local_state(settings: Settings) -> None:
     upgrade_database(settings.resolved_database_url)
 
 
+def _interrupt_on_sigterm(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_dev_stack_forever(settings: Settings) -> None:
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)  # stop children on SIGTERM as on Ctrl-C
     prepare_local_state(settings)
     specs = platform_specs(settings)
     with local_stack(settings, specs) as stack:

@@ -37,6 +37,8 @@ def publish_epoch(demo) -> str:
             epoch = s.scalar(select(RewardEpoch).where(RewardEpoch.epoch_date == utcnow().date()))
             if epoch is not None and epoch.publish_error:
                 raise DemoFailure(f"publishing the root failed: {epoch.publish_error}")
+            if epoch is not None and epoch.tree_built_at and epoch.merkle_root is None:
+                raise DemoFailure(f"epoch {today} distributed nothing ({epoch.node_count} nodes scored)")
             return epoch if epoch is not None and epoch.published_tx_hash else None
 
     epoch = wait_until(published, 300, "the chain outbox sensor to publish the epoch root")

@@ -8,6 +8,7 @@ root published on the local chain; an operator claims. Exits 0 only if every ste
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 import traceback
@@ -26,7 +27,13 @@ APPLICANTS = [
 ]
 
 
+def _exit_on_sigterm(signum, _frame):
+    # SIGTERM (e.g. `timeout`, CI cancelling) unwinds like Ctrl-C, so every service gets stopped.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_demo() -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     report = DemoReport()
     demo = prepare_environment()
     stack = LocalStack(demo.settings, log_dir=demo.state_dir / "logs")
@@ -43,6 +50,8 @@ def run_demo() -> int:
         ok = True
     except DemoFailure as exc:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping every service", file=sys.stderr)
     except Exception:
         traceback.print_exc()
         print("\nDEMO FAILED with an unexpected error (above)", file=sys.stderr)

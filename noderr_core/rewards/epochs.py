@@ -114,17 +114,21 @@ ORDER BY n.id
 """
 
 
-def _eligible_slots(created_at: datetime | str, start: datetime) -> int:
+def _eligible_slots(created_at: datetime | str, start: datetime, until: datetime | None = None) -> int:
     """Slots of the epoch during which the node existed (a node created mid-day is not penalised
-    for the hours before it existed)."""
+    for the hours before it existed), up to `until` (now, for an epoch closed before its day
+    ended: the rest of the day cannot have been missed yet)."""
     if isinstance(created_at, str):  # raw SQLite text from a text() query
         created_at = datetime.fromisoformat(created_at)
     if created_at.tzinfo is None:
         created_at = created_at.replace(tzinfo=UTC)
+    end_slot = SLOTS_PER_DAY
+    if until is not None and until < start + timedelta(days=1):
+        end_slot = max(0, -(-int((until - start).total_seconds()) // SLOT_SECONDS))
     if created_at <= start:
-        return SLOTS_PER_DAY
+        return end_slot
     elapsed_slots = int((created_at - start).total_seconds()) // SLOT_SECONDS
-    return max(0, SLOTS_PER_DAY - elapsed_slots)
+    return max(0, end_slot - elapsed_slots)
 
 
 def _upsert_epoch(session: Session, epoch_date: date, pool: int, weights: ScoringWeights) -> RewardEpoch:
@@ -183,7 +187,7 @@ def compute_epoch(
         if not r.wallet or not is_address(r.wallet):
             skipped[r.node_id] = f"operator wallet {r.wallet!r} is not an address"
             continue
-        eligible = _eligible_slots(r.created_at, start)
+        eligible = _eligible_slots(r.created_at, start, until=min(end, utcnow()))
         uptime = min(int(r.uptime_slots), SLOTS_PER_DAY)
         s = score_node(
             uptime_slots=uptime, eligible_slots=max(eligible, uptime),

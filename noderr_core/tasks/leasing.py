@@ -143,8 +143,7 @@ def _prefer_ordered_scan(session: Session) -> None:
     that collects every leasable task and sorts it costs ~1 s on a 30k queue instead of ~2 ms.
     SET LOCAL lasts until the lease transaction ends.
     """
-    session.execute(text("SET LOCAL enable_bitmapscan = off"))
-    session.execute(text("SET LOCAL enable_sort = off"))
+    session.execute(text("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"))
 
 
 def fail_overdue_tasks(

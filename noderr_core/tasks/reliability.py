@@ -25,32 +25,39 @@ def lock_reliability(
     node_ids = sorted(set(node_ids))
     if not node_ids:
         return {}
-    table = NodeReliability.__table__
-    rows = [
-        {
-            "node_id": n,
-            "consecutive_valid": 0,
-            "consecutive_invalid": 0,
-            "consecutive_errors": 0,
-            "results_count": 0,
-            "valid_count": 0,
-            "invalid_count": 0,
-            "error_count": 0,
-            "unreplicated_count": 0,
-            "daily_quota": rules.base_daily_quota,
-            "quota_used": 0,
-            "updated_at": now,
-        }
-        for n in node_ids
-    ]
-    session.execute(dialect_insert(session, table).on_conflict_do_nothing(index_elements=["node_id"]), rows)
     stmt = select(NodeReliability).where(NodeReliability.node_id.in_(node_ids)).order_by(
         NodeReliability.node_id
     )
     if is_postgresql(session):
         stmt = stmt.with_for_update()
     # populate_existing: the row may be cached in the session from before the lock was taken.
-    found = session.scalars(stmt.execution_options(populate_existing=True)).all()
+    stmt = stmt.execution_options(populate_existing=True)
+    found = session.scalars(stmt).all()
+    missing = sorted(set(node_ids) - {r.node_id for r in found})
+    if missing:
+        # First work for these nodes: create their rows (a concurrent creator is harmless), lock all.
+        rows = [
+            {
+                "node_id": n,
+                "consecutive_valid": 0,
+                "consecutive_invalid": 0,
+                "consecutive_errors": 0,
+                "results_count": 0,
+                "valid_count": 0,
+                "invalid_count": 0,
+                "error_count": 0,
+                "unreplicated_count": 0,
+                "daily_quota": rules.base_daily_quota,
+                "quota_used": 0,
+                "updated_at": now,
+            }
+            for n in missing
+        ]
+        session.execute(
+            dialect_insert(session, NodeReliability.__table__).on_conflict_do_nothing(index_elements=["node_id"]),
+            rows,
+        )
+        found = session.scalars(stmt).all()
     return {r.node_id: r for r in found}
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from noderr_core.models.tasks import AssignmentStatus, ResultOutcome, TaskStatus
 from noderr_core.tasks.bulk import bulk_update
 from noderr_core.tasks.comparison import largest_agreeing_group, outputs_agree
-from noderr_core.tasks.leasing import A, T, _lock_tasks
+from noderr_core.tasks.leasing import A, T, _lock_tasks, fail_overdue_tasks
 from noderr_core.tasks.reliability import NodeEvents, apply_events, lock_reliability
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
 from noderr_core.timeutil import utcnow
@@ -62,6 +62,8 @@ def submit_results(
     rules: ReliabilityRules = DEFAULT_RULES,
 ) -> list[ResultAckView]:
     now = now or utcnow()
+    # Undecided at the deadline = failed, even if a result arrives before any lease call noticed.
+    fail_overdue_tasks(session, now, task_ids=sorted({r.task_id for r in results}))
     tasks = {tid: dict(r._mapping) for tid, r in _lock_tasks(session, [r.task_id for r in results]).items()}
     rows_by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     if tasks:

@@ -65,8 +65,7 @@ def test_replicas_go_to_distinct_operators(session_factory, task_world):
     sibling, _ = task_world.node(operator=op)
     [tid] = submit(session_factory, task_world.client_id)
     assert [g.task_id for g in lease(session_factory, a).grants] == [tid]
-    assert lease(session_factory, sibling).grants == []  # same operator: refused
-    # Once the sibling's lease lapses, the slot is free for the sibling... but a is still live.
+    assert lease(session_factory, sibling).grants == []  # same operator as a's live replica
     b, _ = task_world.node()
     assert [g.task_id for g in lease(session_factory, b).grants] == [tid]
 
@@ -188,6 +187,17 @@ def test_deadline_fails_undecided_tasks(session_factory, task_world):
     assert lease(session_factory, a, now=t0 + timedelta(seconds=31)).grants == []
     t = _task(session_factory, task_world, tid)
     assert t.status == "failed" and "deadline" in t.fail_reason
+
+
+def test_result_after_the_deadline_is_refused(session_factory, task_world):
+    a, _ = task_world.node()
+    t0 = utcnow()
+    [tid] = submit(session_factory, task_world.client_id, deadline=t0 + timedelta(seconds=30), now=t0,
+                   policy={"replicas": 1, "quorum": 1})
+    lease(session_factory, a, now=t0, seconds=600)
+    ack = report(session_factory, a, {tid: 1}, now=t0 + timedelta(seconds=31))
+    assert ack[tid][0] == "refused" and "deadline" in ack[tid][1]
+    assert _task(session_factory, task_world, tid).status == "failed"
 
 
 def test_priority_then_age(session_factory, task_world):
