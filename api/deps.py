@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -65,3 +66,19 @@ def require_node(
 
 
 CurrentNode = Annotated[Node, Depends(require_node)]
+
+
+class ErrorDetail(BaseModel):
+    """The body of every refusal raised as HTTPException: `{"detail": "<what to do>"}`."""
+
+    detail: str
+
+
+# OpenAPI documentation of what `CurrentNode` answers when it refuses a request. A router of
+# node-protocol routes declares it (`APIRouter(responses=NODE_AUTH_RESPONSES)`) so that the
+# published document lists every status the route can answer (clients and the schema fuzzer in
+# tests/test_api_fuzz.py rely on it).
+NODE_AUTH_RESPONSES: dict[int | str, dict] = {
+    401: {"model": ErrorDetail, "description": "missing, malformed, unknown or rotated node API key"},
+    403: {"model": ErrorDetail, "description": "the node is suspended or removed"},
+}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import record_audit
@@ -18,8 +19,14 @@ def ensure_bootstrap_admin(session: Session, settings: Settings) -> AdminUser | 
         email=settings.bootstrap_admin_email.strip().lower(),
         password_hash=hash_password(settings.bootstrap_admin_password.get_secret_value()),
     )
-    session.add(admin)
-    session.flush()
+    try:
+        # Several API workers start at once on a fresh database: the first insert wins and the
+        # others see the unique constraint, which is not an error for them.
+        with session.begin_nested():
+            session.add(admin)
+            session.flush()
+    except IntegrityError:
+        return None
     record_audit(
         session,
         actor_type="system",

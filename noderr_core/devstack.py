@@ -164,7 +164,7 @@ def dagster_daemon_spec(env: dict[str, str] | None = None) -> ServiceSpec:
     )
 
 
-def platform_specs(settings: Settings, dagster_port: int = 3000) -> list[ServiceSpec]:
+def platform_specs(settings: Settings, dagster_port: int | None = None) -> list[ServiceSpec]:
     """Every service of the local platform, in start order."""
     from noderr_core import mailbox
     from noderr_core.chain import devchain
@@ -175,7 +175,7 @@ def platform_specs(settings: Settings, dagster_port: int = 3000) -> list[Service
         seaweed.service_spec(settings),
         devchain.service_spec(settings),
         api_spec(settings),
-        dagster_webserver_spec(dagster_port),
+        dagster_webserver_spec(dagster_port or settings.dagster_port),
         dagster_daemon_spec(),
     ]
 

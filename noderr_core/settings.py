@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    dagster_port: int = 3000  # `noderr dev up`'s Dagster webserver
 
     typeform_secret: SecretStr = SecretStr(LOCAL_TYPEFORM_SECRET)
     # JSON object {our_field: ["typeform_ref", ...]} merged over the default mapping

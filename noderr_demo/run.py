@@ -46,7 +46,7 @@ def run_demo() -> int:
         nodes = _node_journey(report, demo, applicants)
         _task_journey(report, demo, nodes)
         _reward_journey(report, demo, applicants)
-        _monitoring(report, demo)
+        _monitoring(report, demo, nodes)
         ok = True
     except DemoFailure as exc:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
@@ -211,10 +211,10 @@ def _task_journey(report: DemoReport, demo: DemoEnvironment, nodes: list) -> Non
             client, key = create_client(session, name="demo-client", actor=Actor.system("demo"))
         s.detail = f"client {client.id}"
     rows = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3], [5.0, 3.4, 1.5, 0.2]]
-    tasks = [{"model": MODEL_NAME, "inputs": {"input": [rows[i % len(rows)]]}} for i in range(24)]
+    tasks = [{"model": MODEL_NAME, "inputs": {"input": [rows[i % len(rows)]]}} for i in range(120)]
     with httpx.Client(base_url=demo.api_url, timeout=30,
                       headers={"Authorization": f"Bearer {key}"}) as api:
-        with report.step("tasks", "client submits 24 tasks (2 replicas, quorum 2)") as s:
+        with report.step("tasks", "client submits 120 tasks (2 replicas, quorum 2)") as s:
             resp = api.post("/v1/tasks", json={"tasks": tasks,
                                                "policy": {"replicas": 2, "quorum": 2, "adaptive": False}})
             if resp.status_code != 201:
@@ -244,13 +244,27 @@ def _reward_journey(report: DemoReport, demo: DemoEnvironment, applicants: list)
         s.detail = claim_rewards(demo, applicants[0])
 
 
-def _monitoring(report: DemoReport, demo: DemoEnvironment) -> None:
-    with report.step("admin", "network overview shows the nodes online") as s:
-        page = demo.admin.get("/admin")
-        if page.status_code != 200:
-            raise DemoFailure(f"/admin answered {page.status_code}")
+def _monitoring(report: DemoReport, demo: DemoEnvironment, nodes: list) -> None:
+    from noderr_demo.screenshots import capture_admin_pages, chromium_available
+
+    with report.step("admin", "network overview shows the live nodes (real browser)") as s:
         metrics = httpx.get(f"{demo.api_url}/metrics", timeout=10)
-        s.detail = f"{demo.api_url}/admin (metrics: {metrics.status_code})"
+        if metrics.status_code != 200 or "noderr_nodes" not in metrics.text:
+            raise DemoFailure(f"/metrics answered {metrics.status_code} without node gauges")
+        if not chromium_available():
+            page = demo.admin.get("/admin")
+            if page.status_code != 200:
+                raise DemoFailure(f"/admin answered {page.status_code}")
+            s.detail = "chromium not installed: checked over HTTP only"
+            return
+        shots = demo.state_dir / "screenshots"
+        seen = capture_admin_pages(
+            demo.api_url, demo.settings.bootstrap_admin_email,
+            demo.settings.bootstrap_admin_password.get_secret_value(), nodes[0].node_id, shots,
+        )
+        if seen["nodes_online"] != len(nodes) or not seen["node_page_has_id"]:
+            raise DemoFailure(f"the overview shows {seen['nodes_online']} nodes online, expected {len(nodes)}")
+        s.detail = f"{seen['nodes_online']} nodes online; screenshots in {shots}"
 
 
 def main() -> None:

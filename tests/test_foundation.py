@@ -47,3 +47,18 @@ def test_bootstrap_admin_created_once(session_factory):
         admins = s.scalars(select(AdminUser)).all()
     assert [a.email for a in admins] == ["boss@example.com"]
     assert verify_password(admins[0].password_hash, "pw-123456")
+
+
+def test_two_api_workers_on_a_fresh_database_start_and_create_one_admin(pg_url, api_server_factory):
+    """uvicorn --workers 2: both workers bootstrap the admin at once; neither may crash the server."""
+    server = api_server_factory(pg_url, workers=2)
+    with server.client() as client:
+        assert client.get("/healthz").status_code == 200
+    from noderr_core.db import make_engine, make_session_factory
+
+    engine = make_engine(pg_url)
+    try:
+        with make_session_factory(engine)() as s:
+            assert len(s.scalars(select(AdminUser)).all()) == 1
+    finally:
+        engine.dispose()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from api.deps import CurrentNode, SessionDep, SettingsDep
+from api.deps import NODE_AUTH_RESPONSES, CurrentNode, SessionDep, SettingsDep
 from noderr_core.keys import model_signing_key
 from noderr_core.modelstore import build_signed_beacon
 from noderr_core.storage.s3 import make_presign_client
 from noderr_protocol.models import SignedBeacon
 
-router = APIRouter(prefix="/v1/models", tags=["node protocol"])
+router = APIRouter(prefix="/v1/models", tags=["node protocol"],
+                   responses=NODE_AUTH_RESPONSES)
 
 
 def _beacon_signer(request: Request, settings):

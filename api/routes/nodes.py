@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import CurrentNode, SessionDep, SettingsDep
+from api.deps import NODE_AUTH_RESPONSES, CurrentNode, SessionDep, SettingsDep
 from noderr_core.telemetry import record_heartbeat
 from noderr_protocol.work import HeartbeatAck, HeartbeatIn
 
-router = APIRouter(prefix="/v1/nodes", tags=["node protocol"])
+router = APIRouter(prefix="/v1/nodes", tags=["node protocol"],
+                   responses=NODE_AUTH_RESPONSES)
 
 
 @router.post("/heartbeat", response_model=HeartbeatAck)

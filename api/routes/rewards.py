@@ -9,12 +9,14 @@ from __future__ import annotations
 import threading
 from datetime import date
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Path as PathParam, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import ErrorDetail, SessionDep, SettingsDep
 from noderr_core.chain.addresses import ChainNotDeployed, load_addresses
 from noderr_core.rewards.claims import InvalidWallet, epoch_document, operator_earnings, wallet_claim
 from noderr_core.settings import Settings
@@ -24,14 +26,31 @@ templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent
 _chain_lock = threading.Lock()
 
 
+def _invalid_path_parameter(name: str, value: str, message: str) -> RequestValidationError:
+    # A 422 in FastAPI's documented shape ({"detail": [{"loc", "msg", "type"}]}, the
+    # HTTPValidationError schema of /openapi.json) that still carries our actionable message; a
+    # plain HTTPException(422, detail="…") would contradict the published schema.
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("path", name), "msg": message, "input": value}]
+    )
+
+
 def _parse_epoch(value: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
-            detail=f"{value!r} is not an epoch date: use YYYY-MM-DD (UTC day), e.g. 2026-11-24",
+        raise _invalid_path_parameter(
+            "epoch_date", value,
+            f"{value!r} is not an epoch date: use YYYY-MM-DD (UTC day), e.g. 2026-11-24",
         ) from None
+
+
+# Documented in /openapi.json; checked by the handlers (with clearer messages than a bare
+# pattern failure, and the wallet check also verifies the EIP-55 checksum of mixed-case input).
+EpochDateParam = Annotated[str, PathParam(description="UTC day, YYYY-MM-DD",
+                                          json_schema_extra={"format": "date"})]
+WalletParam = Annotated[str, PathParam(description="0x address (EIP-55 checksum if mixed case)",
+                                       json_schema_extra={"pattern": "^0x[0-9a-fA-F]{40}$"})]
 
 
 def _chain_view(request: Request, settings: Settings):
@@ -72,8 +91,9 @@ def _claim_with_chain_state(request: Request, session, settings: Settings, walle
     return doc
 
 
-@router.get("/v1/rewards/epochs/{epoch_date}")
-def get_epoch_document(epoch_date: str, session: SessionDep) -> dict:
+@router.get("/v1/rewards/epochs/{epoch_date}",
+            responses={404: {"model": ErrorDetail, "description": "epoch not computed"}})
+def get_epoch_document(epoch_date: EpochDateParam, session: SessionDep) -> dict:
     """Pool, scoring, every node's share with its reason, and the cumulative leaves of the epoch."""
     day = _parse_epoch(epoch_date)
     doc = epoch_document(session, day)
@@ -85,12 +105,13 @@ def get_epoch_document(epoch_date: str, session: SessionDep) -> dict:
 
 
 @router.get("/v1/rewards/claims/{wallet}")
-def get_wallet_claim(wallet: str, request: Request, session: SessionDep, settings: SettingsDep) -> dict:
+def get_wallet_claim(wallet: WalletParam, request: Request, session: SessionDep,
+                     settings: SettingsDep) -> dict:
     """The wallet's cumulative amount in the latest on-chain root, its proof and claim call data."""
     try:
         return _claim_with_chain_state(request, session, settings, wallet)
     except InvalidWallet as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+        raise _invalid_path_parameter("wallet", wallet, str(exc)) from None
 
 
 def format_tokens(amount: str | int | None, decimals: int = 18) -> str:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.deps import ErrorDetail
 from noderr_core.onboarding.typeform import (
     SIGNATURE_HEADER,
     IngestOutcome,
@@ -73,7 +74,15 @@ def _method_not_allowed() -> JSONResponse:
                         headers={"Allow": "POST"})
 
 
-@router.post("/webhooks/typeform", summary="Typeform form_response webhook")
+# Documented so the published OpenAPI lists every answer Typeform (or a fuzzer) can get.
+_WEBHOOK_RESPONSES = {
+    400: {"model": ErrorDetail, "description": "malformed delivery (kept as a dead letter for review)"},
+    401: {"model": ErrorDetail, "description": "missing or wrong Typeform-Signature"},
+    413: {"model": ErrorDetail, "description": f"body larger than {MAX_BODY_BYTES} bytes"},
+}
+
+
+@router.post("/webhooks/typeform", summary="Typeform form_response webhook", responses=_WEBHOOK_RESPONSES)
 async def typeform_webhook(request: Request) -> JSONResponse:
     return await _receive(request)
 

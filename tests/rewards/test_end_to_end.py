@@ -161,11 +161,11 @@ def test_public_routes_reject_bad_input_precisely(db_url, tmp_path):
     settings = Settings(env="test", database_url=db_url, state_dir=tmp_path)
     with TestClient(create_app(settings)) as http:
         r = http.get("/v1/rewards/epochs/yesterday")
-        assert r.status_code == 422 and "YYYY-MM-DD" in r.json()["detail"]
+        assert r.status_code == 422 and "YYYY-MM-DD" in r.json()["detail"][0]["msg"]
         r = http.get("/v1/rewards/epochs/2026-01-01")
         assert r.status_code == 404 and "not been computed" in r.json()["detail"]
         r = http.get("/v1/rewards/claims/0x1234")
-        assert r.status_code == 422 and "not an Ethereum address" in r.json()["detail"]
+        assert r.status_code == 422 and "not an Ethereum address" in r.json()["detail"][0]["msg"]
         r = http.get("/rewards/not-a-wallet")
         assert r.status_code == 422 and "not an Ethereum address" in r.text
         wallet = Account.create().address
