@@ -28,7 +28,7 @@ demo: setup
 	$(VENV)/bin/noderr demo
 
 test: setup
-	$(PY) -m pytest -ra --timeout=1800
+	$(PY) -m pytest -ra --timeout=1800 --durations=25
 
 test-fast: setup
 	$(PY) -m pytest -ra -m "not slow and not browser" --timeout=900
