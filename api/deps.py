@@ -82,3 +82,9 @@ NODE_AUTH_RESPONSES: dict[int | str, dict] = {
     401: {"model": ErrorDetail, "description": "missing, malformed, unknown or rotated node API key"},
     403: {"model": ErrorDetail, "description": "the node is suspended or removed"},
 }
+
+# FastAPI answers 400 "There was an error parsing the body" (not 422) when a JSON body is not even
+# text (invalid UTF-8); routes that take a JSON body declare it so the document stays truthful.
+UNREADABLE_BODY_RESPONSES: dict[int | str, dict] = {
+    400: {"model": ErrorDetail, "description": "the body could not be read as JSON (not UTF-8)"},
+}

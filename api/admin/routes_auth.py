@@ -20,7 +20,10 @@ from api.admin.routing import AdminRoute, protected_router
 from api.admin.templating import templates
 from api.deps import SessionDep, SettingsDep
 from noderr_core.admin.sessions import (
+    MIN_PASSWORD_LENGTH,
     InvalidCredentials,
+    PasswordChangeRefused,
+    change_admin_password,
     LoginRateLimited,
     authenticate_admin,
     logout,
@@ -124,4 +127,39 @@ def logout_submit(request: Request, admin: CurrentAdmin, session: SessionDep) ->
     response = RedirectResponse("/admin/login", status_code=status.HTTP_303_SEE_OTHER)
     response.delete_cookie(SESSION_COOKIE, path="/")
     add_flash(request, response, "You are signed out.", "info")
+    return response
+
+
+def _account_page(request: Request, *, error: str | None = None, status_code: int = 200) -> Response:
+    return templates.TemplateResponse(
+        request, "admin/account.html",
+        {"error": error, "min_length": MIN_PASSWORD_LENGTH},
+        status_code=status_code, headers={"Cache-Control": "no-store"},
+    )
+
+
+@session_router.get("/admin/account", include_in_schema=False)
+def account_page(request: Request, admin: CurrentAdmin) -> Response:
+    return _account_page(request)
+
+
+@session_router.post("/admin/account/password", dependencies=[Depends(require_csrf)],
+                     include_in_schema=False)
+def change_password_submit(
+    request: Request,
+    admin: CurrentAdmin,
+    session: SessionDep,
+    current_password: Annotated[str, Form(max_length=1024)] = "",
+    new_password: Annotated[str, Form(max_length=1024)] = "",
+) -> Response:
+    try:
+        revoked = change_admin_password(
+            session, admin, current_password=current_password, new_password=new_password,
+            keep_session_token=request.cookies.get(SESSION_COOKIE),
+        )
+    except PasswordChangeRefused as exc:
+        return _account_page(request, error=str(exc), status_code=status.HTTP_400_BAD_REQUEST)
+    session.commit()
+    response = RedirectResponse("/admin/account", status_code=status.HTTP_303_SEE_OTHER)
+    add_flash(request, response, f"Password changed; {revoked} other session(s) signed out.", "info")
     return response

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import NODE_AUTH_RESPONSES, CurrentNode, SessionDep, SettingsDep
+from api.deps import (
+    NODE_AUTH_RESPONSES,
+    UNREADABLE_BODY_RESPONSES,
+    CurrentNode,
+    SessionDep,
+    SettingsDep,
+)
 from noderr_core.telemetry import record_heartbeat
 from noderr_protocol.work import HeartbeatAck, HeartbeatIn
 
@@ -12,7 +18,7 @@ router = APIRouter(prefix="/v1/nodes", tags=["node protocol"],
                    responses=NODE_AUTH_RESPONSES)
 
 
-@router.post("/heartbeat", response_model=HeartbeatAck)
+@router.post("/heartbeat", response_model=HeartbeatAck, responses=UNREADABLE_BODY_RESPONSES)
 def post_heartbeat(
     body: HeartbeatIn, node: CurrentNode, session: SessionDep, settings: SettingsDep
 ) -> HeartbeatAck:

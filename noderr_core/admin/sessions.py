@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
 from noderr_core.models import AdminSession, AdminUser, LoginAttempt
-from noderr_core.security import new_token, sha256_hex, verify_password
+from noderr_core.security import hash_password, new_token, sha256_hex, verify_password
 from noderr_core.timeutil import utcnow
 
 RATE_LIMIT_WINDOW = timedelta(minutes=1)
@@ -172,3 +172,41 @@ def logout(session: Session, token: str, admin: AdminUser) -> None:
 
 def csrf_matches(admin_session: AdminSession, submitted: str | None) -> bool:
     return bool(submitted) and hmac.compare_digest(admin_session.csrf_token, submitted)
+
+
+MIN_PASSWORD_LENGTH = 12
+
+
+class PasswordChangeRefused(ValueError):
+    """The change was refused; the message says why, for the admin."""
+
+
+def change_admin_password(
+    session: Session, admin: AdminUser, *, current_password: str, new_password: str,
+    keep_session_token: str | None,
+) -> int:
+    """Set a new password (argon2id) and sign out every other session; returns how many.
+
+    The bootstrap admin starts with a password from the environment: this is how it becomes a
+    secret only the admin knows.
+    """
+    if not verify_password(admin.password_hash, current_password):
+        raise PasswordChangeRefused("The current password is wrong.")
+    if len(new_password) < MIN_PASSWORD_LENGTH:
+        raise PasswordChangeRefused(f"The new password needs at least {MIN_PASSWORD_LENGTH} characters.")
+    if new_password == current_password:
+        raise PasswordChangeRefused("The new password must differ from the current one.")
+    admin.password_hash = hash_password(new_password)
+    keep_hash = sha256_hex(keep_session_token) if keep_session_token else None
+    result = session.execute(
+        update(AdminSession)
+        .where(
+            AdminSession.admin_user_id == admin.id,
+            AdminSession.revoked_at.is_(None),
+            AdminSession.token_hash != (keep_hash or ""),
+        )
+        .values(revoked_at=utcnow())
+    )
+    audit(session, Actor.admin(admin), "admin.password_changed", "admin_user", admin.id,
+          other_sessions_revoked=result.rowcount)
+    return result.rowcount
