@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.input_guard import RefuseNulMiddleware
 from api.observability import ensure_logging_configured, install_observability
 from api.routes import admin, beacon, nodes, portal, rewards, tasks, webhooks
 from noderr_core.bootstrap import ensure_bootstrap_admin
@@ -32,8 +33,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Noderr control plane",
         version="1.0.0",
         lifespan=lifespan,
+        # The interactive docs and the schema they render are for development only: outside local
+        # and test, /docs, /redoc and /openapi.json all answer 404 (the route inventory is not
+        # published to the internet; tests/test_route_authz.py checks it).
         docs_url="/docs" if settings.is_local else None,
+        redoc_url="/redoc" if settings.is_local else None,
+        openapi_url="/openapi.json" if settings.is_local else None,
     )
+    # Added before install_observability, so it runs inside that middleware: its 422s are counted
+    # and logged with a request id like any other answer.
+    app.add_middleware(RefuseNulMiddleware)
     install_observability(app, settings)
     for module in (webhooks, admin, portal, beacon, tasks, nodes, rewards):
         app.include_router(module.router)

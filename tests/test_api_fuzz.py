@@ -22,6 +22,7 @@ import hashlib
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import (
@@ -127,6 +128,10 @@ def fuzz_world(db_url, tmp_path):
     engine.dispose()
     app = create_app(settings_)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    # No legitimate input contains U+0000 and the API refuses it everywhere (api/input_guard.py,
+    # tested below): schema-valid cases must not carry it, or schemathesis would call that refusal
+    # "schema-valid request rejected".
+    schema.config.generation.update(allow_x00=False)
     yield schema, {"node": node_key, "client": client_key}
     # from_asgi started the app's lifespan for the rest of the process: end it, free the pool.
     asgi.shutdown_lifespans()
@@ -169,3 +174,167 @@ def test_operation_never_fails_and_conforms_to_its_schema(fuzz_world, operation_
             pytest.skip(f"{method} {path} declares no constraint a negative case could violate")
         raise
     assert seen_statuses, "no request was sent"
+
+
+# ---- NUL characters: PostgreSQL cannot store them; every route must refuse them with a 4xx -------
+
+NUL_REQUESTS = [
+    # (method, path, principal, request kwargs)
+    ("GET", "/v1/tasks/a%00b", "client", {}),
+    ("GET", "/v1/tasks?ids=a%00b", "client", {}),
+    ("POST", "/v1/tasks", "client", {"json": {"tasks": [{"model": "iris", "inputs": {"input": [["a\x00"]]}}]}}),
+    ("POST", "/v1/nodes/heartbeat", "node", {"json": {"uptime_seconds": 1, "agent_version": "1\x00"}}),
+    ("POST", "/v1/tasks/lease", "node", {"json": {"models": [{"name": "\x00", "version": 1}]}}),
+    ("POST", "/v1/tasks/lease/extend", "node", {"json": {"task_ids": ["t\x00"]}}),
+    ("POST", "/v1/tasks/release", "node", {"json": {"task_ids": ["t\x00"]}}),
+    ("POST", "/v1/tasks/results", "node", {"json": {"results": [{"task_id": "t\x00", "model_version": 1}]}}),
+    ("GET", "/v1/rewards/claims/%00", None, {}),
+    ("GET", "/portal/download/a%00b", None, {}),
+    ("GET", "/admin/login?next=/admin%00", None, {}),
+]
+
+
+@pytest.mark.parametrize("request_", NUL_REQUESTS, ids=lambda r: f"{r[0]} {r[1]}")
+def test_nul_characters_are_refused_with_a_clear_422_not_a_500(db_url, tmp_path, request_):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    method, path, principal, kwargs = request_
+    engine = make_engine(db_url)
+    with make_session_factory(engine)() as s:
+        _node, node_key = make_node(s)
+        _client, client_key = create_client(s, name="nul-client", actor=Actor.system("test"))
+        s.commit()
+    engine.dispose()
+    keys = {"node": node_key, "client": client_key}
+    headers = {"Authorization": f"Bearer {keys[principal]}"} if principal else {}
+    app = create_app(Settings(env="test", database_url=db_url, state_dir=tmp_path / "state"))
+    with TestClient(app, raise_server_exceptions=False) as http:
+        r = http.request(method, path, headers=headers, **kwargs)
+        assert r.status_code == 422, r.text
+        (error,) = r.json()["detail"]
+        assert error["type"] == "string_contains_nul" and "NUL" in error["msg"]
+        # The same request without the NUL still works as before (the guard is not a blanket 422).
+        clean = http.request(method, path.replace("%00", ""), headers=headers,
+                             **{k: _without_nul(v) for k, v in kwargs.items()})
+        assert clean.status_code < 500 and "string_contains_nul" not in clean.text, clean.text
+
+
+def _without_nul(value):
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {k: _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def test_admin_forms_with_nul_are_refused_not_a_500(db_url, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from tests.support.admin import ADMIN_EMAIL, ADMIN_PASSWORD, admin_csrf, admin_login
+
+    app = create_app(Settings(env="test", database_url=db_url, state_dir=tmp_path / "state",
+                              bootstrap_admin_email=ADMIN_EMAIL,
+                              bootstrap_admin_password=ADMIN_PASSWORD))
+    with TestClient(app, raise_server_exceptions=False) as http:
+        assert admin_login(http).status_code == 303
+        token = admin_csrf(http)
+        r = http.post("/admin/clients", data={"csrf_token": token, "name": "acme\x00"},
+                      follow_redirects=False)
+        assert r.status_code == 422 and "NUL" in r.text
+        for path in ("/admin/nodes/a%00b", "/admin/audit?actor=a%00b", "/admin/applications?q=a%00b"):
+            assert http.get(path).status_code == 422, path
+        r = http.post("/admin/clients", data={"csrf_token": token, "name": "acme"},
+                      follow_redirects=False)
+        assert r.status_code == 201 and "acme" in r.text  # the same form without the NUL works
+
+
+# ---- the signed Typeform webhook: arbitrary JSON, correctly signed, never a 5xx ------------------
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+_answer = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "email", "choice", "number", "boolean", "bogus"]),
+     "field": st.fixed_dictionaries({"ref": st.text(max_size=12), "id": st.text(max_size=8)})},
+    optional={"text": _json_values, "email": _json_values, "choice": _json_values,
+              "number": _json_values, "boolean": _json_values},
+)
+_deliveries = st.one_of(
+    _json_values,
+    st.fixed_dictionaries(
+        {"event_type": st.sampled_from(["form_response", "form_response_partial", "other"]),
+         "form_response": st.one_of(_json_values, st.fixed_dictionaries(
+             {"token": st.one_of(st.text(max_size=140), _json_values),
+              "form_id": _json_values,
+              "answers": st.one_of(st.lists(_answer, max_size=4), _json_values),
+              "hidden": _json_values,
+              "submitted_at": st.one_of(st.text(max_size=30), _json_values)}))},
+    ),
+)
+
+
+def test_signed_typeform_deliveries_of_any_shape_never_fail_the_server(db_url, tmp_path):
+    """Typeform retries a 5xx for days; a delivery we cannot use must be a 200 or a 400 whose body
+    is kept as a dead letter — never lost, never a crash."""
+    import json
+
+    from fastapi.testclient import TestClient
+    from sqlalchemy import func, select
+
+    from api.main import create_app
+    from noderr_core.models import OperatorApplication, WebhookDeadLetter
+    from noderr_core.onboarding.typeform import SIGNATURE_HEADER, sign_body
+
+    settings_ = Settings(env="test", database_url=db_url, state_dir=tmp_path / "state")
+    secret = settings_.typeform_secret.get_secret_value()
+    answered: dict[int, int] = {}
+    with TestClient(create_app(settings_), raise_server_exceptions=False) as http:
+
+        @given(delivery=_deliveries)
+        @settings(max_examples=60, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        def deliver(delivery):
+            body = json.dumps(delivery).encode()
+            r = http.post("/webhooks/typeform", content=body,
+                          headers={SIGNATURE_HEADER: sign_body(secret, body),
+                                   "content-type": "application/json"})
+            assert r.status_code in (200, 400), (r.status_code, r.text, body[:300])
+            answered[r.status_code] = answered.get(r.status_code, 0) + 1
+
+        deliver()
+    engine = make_engine(db_url)
+    with make_session_factory(engine)() as s:
+        letters = s.scalar(select(func.count()).select_from(WebhookDeadLetter))
+        applications = s.scalar(select(func.count()).select_from(OperatorApplication))
+    engine.dispose()
+    assert letters == answered.get(400, 0)  # every refused delivery was kept for review
+    assert answered.get(400) and (answered.get(200) or applications == 0)
+
+
+def test_nul_guard_sees_an_escape_split_across_chunks_and_spares_an_escaped_backslash(db_url, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    engine = make_engine(db_url)
+    with make_session_factory(engine)() as s:
+        _node, node_key = make_node(s)
+        s.commit()
+    engine.dispose()
+    headers = {"Authorization": f"Bearer {node_key}", "content-type": "application/json"}
+    app = create_app(Settings(env="test", database_url=db_url, state_dir=tmp_path / "state"))
+    with TestClient(app, raise_server_exceptions=False) as http:
+        chunks = [b'{"task_ids": ["a\\', b'u0000"]}']  # "\u0000" cut in the middle by the stream
+        r = http.post("/v1/tasks/release", content=iter(chunks), headers=headers)
+        assert r.status_code == 422 and r.json()["detail"][0]["type"] == "string_contains_nul"
+        # "\\u0000" is a backslash followed by the text u0000: legitimate, not a NUL.
+        r = http.post("/v1/tasks/release", content=b'{"task_ids": ["a\\\\u0000"]}', headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.json()["refused"] and not r.json()["released"]

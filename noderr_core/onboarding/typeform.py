@@ -221,6 +221,16 @@ def _column_value(field: str, value: Any) -> str | None:
     return text[: _COLUMN_LIMITS[field]] or None
 
 
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
 def ingest_delivery(session: Session, raw_body: bytes, field_map: dict[str, list[str]]) -> IngestResult:
     """Store a verified delivery once per form_response.token (insert-or-ignore, race-free)."""
     try:
@@ -231,6 +241,10 @@ def ingest_delivery(session: Session, raw_body: bytes, field_map: dict[str, list
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise MalformedDelivery(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    if _contains_nul(payload):
+        # PostgreSQL cannot store U+0000 in text columns (the insert would fail with a 500 and
+        # Typeform would retry the same body forever): keep it as a dead letter instead.
+        raise MalformedDelivery("the delivery contains a NUL character (\\u0000), which cannot be stored")
     event_type, parsed = parse_form_response(payload, field_map)
     if parsed is None:
         return IngestResult(IngestOutcome.IGNORED_PARTIAL, None)
