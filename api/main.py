@@ -27,7 +27,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with app.state.session_factory() as session:
             ensure_bootstrap_admin(session, settings)
             session.commit()
+        beacon.load_beacon_signer(app.state, settings)
         yield
+        engine.dispose()
 
     app = FastAPI(
         title="Noderr control plane",

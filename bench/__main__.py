@@ -13,6 +13,14 @@ from pathlib import Path
 from bench.common import BenchContext, BenchRow
 
 
+def _num(value: float) -> str:
+    if value != value:  # NaN
+        return "n/a"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Noderr benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
@@ -35,15 +43,18 @@ def main() -> int:
             rows.extend(got)
             print(f"   done in {time.monotonic() - started:.1f}s", flush=True)
     print()
-    print(f"{'area':<10} {'figure':<58} {'value':>12} {'baseline':<44} {'base value':>12} {'ratio':>7}")
-    print("-" * 150)
+    header = f"{'area':<10} {'figure':<60} {'value':>10} {'unit':<8} {'baseline (same run)':<46} {'value':>10} {'ratio':>7}"
+    print(header)
+    print("-" * len(header))
     for r in rows:
         print(
-            f"{r.area:<10} {r.figure[:58]:<58} {r.value:>10.1f} {r.unit[:2]:<2}"
-            f" {r.baseline_figure[:44]:<44} {r.baseline_value:>12.1f} {r.ratio:>7.2f}"
+            f"{r.area:<10} {r.figure[:60]:<60} {_num(r.value):>10} {r.unit[:8]:<8}"
+            f" {r.baseline_figure[:46]:<46} {_num(r.baseline_value):>10} {r.ratio:>7.2f}"
         )
         if r.notes:
             print(f"{'':<10}   note: {r.notes}")
+    print("\nratio = value / baseline; for latencies and durations lower is better, so a ratio"
+          " above 1 means slower than the baseline.")
     if failures:
         print(f"\nbenchmarks that failed to run: {', '.join(failures)}", file=sys.stderr)
         return 1

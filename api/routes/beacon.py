@@ -19,11 +19,16 @@ router = APIRouter(prefix="/v1/models", tags=["node protocol"],
                    responses=NODE_AUTH_RESPONSES)
 
 
+def load_beacon_signer(state, settings) -> None:
+    """Called from the app's lifespan: the signing key and the presigning boto3 client are built
+    once per process (each costs milliseconds, far more than building a beacon)."""
+    state.beacon_signing_key = model_signing_key(settings)
+    state.beacon_presign_client = make_presign_client(settings)
+
+
 def _beacon_signer(request: Request, settings):
-    # Loaded on first use and kept on app.state: reading the key file and building a boto3
-    # client cost milliseconds, far more than building a beacon.
     state = request.app.state
-    if getattr(state, "beacon_signing_key", None) is None:
+    if getattr(state, "beacon_signing_key", None) is None:  # an app built without its lifespan
         state.beacon_signing_key = model_signing_key(settings)
         state.beacon_presign_client = make_presign_client(settings)
     return state.beacon_signing_key, state.beacon_presign_client
