@@ -171,6 +171,8 @@ def _operator_journey(report: DemoReport, demo: DemoEnvironment) -> list:
             a.env = download_bundle(links[a.email], a.bundle_dir)
             a.node_id = a.env["NODERR_NODE_ID"]
         s.detail = f"bundle of {applicants[0].node_id}: .env, docker-compose.yml, README.md"
+    with report.step("operator", "provisioning registers each node on-chain (chain outbox)") as s:
+        s.detail = _wait_for_chain_registration(demo, applicants)
     with report.step("admin", "application page shows the provisioning progress") as s:
         page = admin.get(f"/admin/applications/{applicants[0].application_id}")
         if applicants[0].node_id not in page.text:
@@ -178,6 +180,31 @@ def _operator_journey(report: DemoReport, demo: DemoEnvironment) -> list:
         s.detail = f"{demo.api_url}/admin/applications/{applicants[0].application_id}"
     demo.admin = admin
     return applicants
+
+
+def _wait_for_chain_registration(demo: DemoEnvironment, applicants: list) -> str:
+    from web3 import Web3
+
+    from noderr_core.chain.addresses import load_addresses
+    from noderr_core.chain.contracts import abi_of
+    from noderr_core.chain.client import node_id_bytes32
+
+    addresses = load_addresses(demo.settings.resolved_chain_addresses_file)
+    w3 = Web3(Web3.HTTPProvider(demo.settings.chain_rpc_url))
+    registry = w3.eth.contract(address=addresses.node_registry, abi=abi_of("NodeRegistry"))
+
+    def registered():
+        for a in applicants:
+            key = node_id_bytes32(a.node_id)
+            if not registry.functions.is_active(key).call():
+                return None
+            if registry.functions.operator_of(key).call() != a.wallet:
+                raise DemoFailure(f"{a.node_id} is registered to the wrong operator")
+        return True
+
+    wait_until(registered, 300, "the chain outbox sensor to register every node on-chain")
+    return (f"{len(applicants)} nodes active in NodeRegistry {addresses.node_registry[:10]}…, "
+            f"{registry.functions.active_nodes().call()} active in all")
 
 
 def _node_journey(report: DemoReport, demo: DemoEnvironment, applicants: list) -> list:

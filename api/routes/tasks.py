@@ -1,17 +1,29 @@
 """Task API: clients submit and read tasks (`Bearer ck_…`); nodes lease, extend, release and
-report results (`Bearer nk_…`). Thin adapters over noderr_core.tasks."""
+report results (`Bearer nk_…`). Thin adapters over noderr_core.tasks.
+
+Every status a route can answer is declared in its `responses` (the published /openapi.json is
+what clients and the schema fuzzer in tests/test_api_fuzz.py check the answers against).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import ValidationError
+from pydantic import AfterValidator, WithJsonSchema
 
-from api.deps import CurrentNode, SessionDep
+from api.deps import (
+    NODE_AUTH_RESPONSES,
+    UNREADABLE_BODY_RESPONSES,
+    CurrentNode,
+    ErrorDetail,
+    SessionDep,
+)
 from noderr_core.models.tasks import Client
 from noderr_core.tasks import (
     TaskBatchTooLarge,
@@ -24,7 +36,7 @@ from noderr_core.tasks import (
     submit_results,
     submit_tasks,
 )
-from noderr_core.tasks.rules import MAX_SUBMIT_BODY_BYTES, MAX_TASK_IDS_PER_READ
+from noderr_core.tasks.rules import MAX_SUBMIT_BODY_BYTES, MAX_TASK_IDS_PER_READ, MAX_TASKS_PER_SUBMIT
 from noderr_protocol.tasks import SubmitTasksRequest, SubmitTasksResponse, TaskBatchPublic, TaskPublic
 from noderr_protocol.work import (
     LeasedTask,
@@ -65,13 +77,23 @@ def require_client(
 
 CurrentClient = Annotated[Client, Depends(require_client)]
 
-router = APIRouter(prefix="/v1/tasks")
+# What `CurrentClient` answers when it refuses a request (the client-side counterpart of
+# api.deps.NODE_AUTH_RESPONSES). There is no 403: a disabled client's keys are simply not valid.
+CLIENT_AUTH_RESPONSES: dict[int | str, dict] = {
+    401: {"model": ErrorDetail,
+          "description": "missing, malformed, unknown or revoked client API key, or a disabled client"},
+}
 
 
-# ---- node protocol (declared before /{task_id} so the fixed paths win) ----------------------------
+# ---- node protocol ------------------------------------------------------------------------------
+
+node_router = APIRouter(
+    prefix="/v1/tasks", tags=["node protocol"],
+    responses={**NODE_AUTH_RESPONSES, **UNREADABLE_BODY_RESPONSES},
+)
 
 
-@router.post("/lease", response_model=LeaseResponse, tags=["node protocol"])
+@node_router.post("/lease", response_model=LeaseResponse)
 def post_lease(body: LeaseRequest, node: CurrentNode, session: SessionDep) -> LeaseResponse:
     outcome = lease_tasks(
         session,
@@ -95,7 +117,7 @@ def post_lease(body: LeaseRequest, node: CurrentNode, session: SessionDep) -> Le
     )
 
 
-@router.post("/lease/extend", response_model=LeaseExtendResponse, tags=["node protocol"])
+@node_router.post("/lease/extend", response_model=LeaseExtendResponse)
 def post_lease_extend(body: LeaseExtendRequest, node: CurrentNode, session: SessionDep) -> LeaseExtendResponse:
     outcome = extend_leases(
         session, node_id=node.id, task_ids=body.task_ids, lease_seconds=body.lease_seconds
@@ -105,13 +127,13 @@ def post_lease_extend(body: LeaseExtendRequest, node: CurrentNode, session: Sess
     )
 
 
-@router.post("/results", response_model=ResultBatchAck, tags=["node protocol"])
+@node_router.post("/results", response_model=ResultBatchAck)
 def post_results(body: ResultBatch, node: CurrentNode, session: SessionDep) -> ResultBatchAck:
     acks = submit_results(session, node_id=node.id, results=body.results)
     return ResultBatchAck(acks=[ResultAck(task_id=a.task_id, status=a.status, reason=a.reason) for a in acks])
 
 
-@router.post("/release", response_model=ReleaseResponse, tags=["node protocol"])
+@node_router.post("/release", response_model=ReleaseResponse)
 def post_release(body: ReleaseRequest, node: CurrentNode, session: SessionDep) -> ReleaseResponse:
     outcome = release_tasks(session, node_id=node.id, task_ids=body.task_ids)
     return ReleaseResponse(released=outcome.released, refused=outcome.refused)
@@ -124,7 +146,7 @@ async def _read_limited_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_SUBMIT_BODY_BYTES:
         raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            status.HTTP_413_CONTENT_TOO_LARGE,
             detail=f"request body is {int(declared)} bytes; the limit is {MAX_SUBMIT_BODY_BYTES} bytes: "
             "split the batch",
         )
@@ -133,65 +155,121 @@ async def _read_limited_body(request: Request) -> bytes:
         size += len(chunk)
         if size > MAX_SUBMIT_BODY_BYTES:
             raise HTTPException(
-                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                status.HTTP_413_CONTENT_TOO_LARGE,
                 detail=f"request body exceeds {MAX_SUBMIT_BODY_BYTES} bytes: split the batch",
             )
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-@router.post(
+class _SizeLimitedRequest(Request):
+    """A request whose body is read with the submission limit (a 413 as soon as it is exceeded)."""
+
+    async def body(self) -> bytes:
+        if not hasattr(self, "_body"):  # Starlette's own cache attribute, as in Request.body()
+            self._body = await _read_limited_body(self)
+        return self._body
+
+
+class _SizeLimitedBodyRoute(APIRoute):
+    """Reads the body through `_SizeLimitedRequest` (FastAPI's "custom Request and APIRoute class").
+
+    Why not the hand-parsed body this route used to have: the request schema was then pasted into
+    `openapi_extra`, and its `#/$defs/…` references pointed nowhere inside /openapi.json (FastAPI
+    only publishes component schemas for models that routes declare). Declaring `body:
+    SubmitTasksRequest` lets FastAPI publish the schema and its components itself, parse the JSON
+    and answer the standard 422; this route class keeps what the hand parsing was for: the body is
+    read with the 16 MiB limit *before* anything parses it, so an oversized batch is a 413 with a
+    clear message. (FastAPI's own `max_body_size=` would also limit it, but it answers a plain-text
+    "Content Too Large" when Content-Length announces too much — not the documented JSON body.)
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def size_limited_handler(request: Request) -> Response:
+            return await handler(_SizeLimitedRequest(request.scope, request.receive))
+
+        return size_limited_handler
+
+
+client_router = APIRouter(
+    prefix="/v1/tasks", tags=["tasks"], responses=CLIENT_AUTH_RESPONSES,
+    route_class=_SizeLimitedBodyRoute,  # only routes with a body read one: here POST /v1/tasks
+)
+
+
+@client_router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=SubmitTasksResponse,
-    tags=["tasks"],
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": SubmitTasksRequest.model_json_schema()}},
-        }
+    responses={
+        **UNREADABLE_BODY_RESPONSES,
+        413: {"model": ErrorDetail,
+              "description": f"more than {MAX_TASKS_PER_SUBMIT} tasks, or a body over "
+                             f"{MAX_SUBMIT_BODY_BYTES} bytes: split the batch"},
+        # 422 is FastAPI's own (HTTPValidationError), for the body and for the checks below.
     },
-    responses={413: {"description": "too many tasks or too large a body"}},
 )
-async def post_tasks(request: Request, client: CurrentClient, session: SessionDep) -> SubmitTasksResponse:
-    """Queue a batch of inference tasks (all or none); returns their ids in order."""
-    # The body is parsed here rather than by FastAPI so that an oversized batch is a 413 (the limit
-    # is checked on the bytes first, then on the task count) instead of a generic 422.
-    raw = await _read_limited_body(request)
+def post_tasks(body: SubmitTasksRequest, client: CurrentClient, session: SessionDep) -> SubmitTasksResponse:
+    """Queue a batch of inference tasks (all or none); returns their ids in order.
+
+    422 (nothing is queued): a malformed batch, an unknown model (`type: unknown_model`, the
+    message lists the known ones), inputs that do not fit the model's manifest, or a deadline in
+    the past.
+    """
     try:
-        body = SubmitTasksRequest.model_validate_json(raw)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False, include_context=False)]
-        ) from None
-    try:
-        ids = await run_in_threadpool(submit_tasks, session, client_id=client.id, request=body)
+        ids = submit_tasks(session, client_id=client.id, request=body)
     except TaskBatchTooLarge as exc:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail=str(exc)) from None
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc)) from None
     except TaskSubmissionError as exc:
         raise RequestValidationError(exc.errors) from None
     return SubmitTasksResponse(task_ids=ids)
 
 
-@router.get("", response_model=TaskBatchPublic, tags=["tasks"])
+# One `ids` value holds one or more comma-separated ids; a value with none (`ids=`, `ids=,`) is
+# refused. The pattern publishes that rule in the schema; the validator enforces it with a message.
+_HOLDS_AN_ID = re.compile(r"[^,\s]")
+
+
+def _holds_a_task_id(value: str) -> str:
+    if not _HOLDS_AN_ID.search(value):
+        raise ValueError("give at least one task id: ids=t_…,t_… or ids=t_…&ids=t_…")
+    return value
+
+
+TaskIdsValue = Annotated[
+    str,
+    AfterValidator(_holds_a_task_id),
+    WithJsonSchema({"type": "string", "pattern": _HOLDS_AN_ID.pattern}),
+]
+
+
+@client_router.get(
+    "",
+    response_model=TaskBatchPublic,
+    responses={413: {"model": ErrorDetail, "description": f"more than {MAX_TASK_IDS_PER_READ} ids"}},
+)
 def get_task_batch(
     client: CurrentClient,
     session: SessionDep,
-    ids: Annotated[list[str], Query(description="task ids, repeated or comma separated")],
+    ids: Annotated[list[TaskIdsValue], Query(description="task ids, repeated or comma separated")],
 ) -> TaskBatchPublic:
     wanted = [i.strip() for raw in ids for i in raw.split(",") if i.strip()]
-    if not wanted:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail="ids: give at least one task id")
     if len(wanted) > MAX_TASK_IDS_PER_READ:
         raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            status.HTTP_413_CONTENT_TOO_LARGE,
             detail=f"at most {MAX_TASK_IDS_PER_READ} ids per request, got {len(wanted)}",
         )
     tasks, missing = get_tasks(session, client_id=client.id, task_ids=wanted)
     return TaskBatchPublic(tasks=tasks, missing=missing)
 
 
-@router.get("/{task_id}", response_model=TaskPublic, tags=["tasks"])
+@client_router.get(
+    "/{task_id}",
+    response_model=TaskPublic,
+    responses={404: {"model": ErrorDetail, "description": "no such task for this client"}},
+)
 def get_task(
     client: CurrentClient, session: SessionDep, task_id: Annotated[str, Path(max_length=40)]
 ) -> TaskPublic:
@@ -199,3 +277,9 @@ def get_task(
     if not tasks:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no task {task_id!r} for this client")
     return tasks[0]
+
+
+router = APIRouter()
+# The node protocol's fixed paths first, so that they win over GET /v1/tasks/{task_id}.
+router.include_router(node_router)
+router.include_router(client_router)

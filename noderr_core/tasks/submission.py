@@ -58,8 +58,8 @@ def served_model_inputs(session: Session, names: set[str]) -> dict[str, list[dic
     for name, _version, status, manifest in rows:
         if name in out and status != ModelVersionStatus.ACTIVE.value:
             continue  # prefer the active version's input spec over a canary's
-        body = manifest.get("manifest", manifest) if isinstance(manifest, dict) else {}
-        out[name] = body.get("inputs") if isinstance(body, dict) else None
+        # model_versions.manifest is the bare ModelManifest JSON (registry.publish_model_version).
+        out[name] = manifest.get("inputs") if isinstance(manifest, dict) else None
     return out
 
 
