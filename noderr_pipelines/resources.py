@@ -9,7 +9,7 @@ import dagster as dg
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from noderr_core.db import engine_for_url, make_session_factory
+from noderr_core.db import engine_for_url, session_scope
 from noderr_core.settings import get_settings
 
 
@@ -23,11 +23,6 @@ class DatabaseResource(dg.ConfigurableResource):
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        factory = make_session_factory(self.get_engine())
-        with factory() as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+        """A transaction: commit on success, roll back on error."""
+        with session_scope(self.get_engine()) as session:
+            yield session

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable
+
+from noderr_core.devstack import stop_process_group
 
 
 def free_port() -> int:
@@ -36,18 +36,5 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the process group, wait, then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
+    """SIGTERM the process group, wait, then SIGKILL (the same helper the local stack uses)."""
+    stop_process_group(proc, grace)

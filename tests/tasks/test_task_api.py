@@ -50,8 +50,10 @@ def test_client_and_node_journey_through_the_api(db_url, session_factory, task_w
             {"model": "iris", "inputs": {"input": [ROW]}, "colour": "red"}]})
         assert r.status_code == 422 and "colour" in r.text
 
-        r = http.post("/v1/tasks", headers=client_h, content=b"{not json")
-        assert r.status_code == 422
+        r = http.post("/v1/tasks", headers={**client_h, "Content-Type": "application/json"}, content=b"{not json")
+        assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid"
+        r = http.post("/v1/tasks", headers=client_h, content=b'{"tasks": []}')  # no JSON content type
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"]
 
         too_many = {"tasks": [{"model": "iris", "inputs": {"input": [ROW]}}] * 1001}
         r = http.post("/v1/tasks", headers=client_h, json=too_many)
@@ -59,7 +61,7 @@ def test_client_and_node_journey_through_the_api(db_url, session_factory, task_w
 
         huge = b'{"tasks": [' + b" " * (17 * 1024 * 1024) + b"]}"
         r = http.post("/v1/tasks", headers={**client_h, "Content-Type": "application/json"}, content=huge)
-        assert r.status_code == 413
+        assert r.status_code == 413 and "split the batch" in r.json()["detail"]
 
         # Nothing of the refused batches was queued: the node finds no work.
         node_h_a = {"Authorization": f"Bearer {key_a}"}
