@@ -1,7 +1,25 @@
 """Base model for every protocol document: strict about unknown fields."""
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 
 class ProtocolModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # Unknown fields are refused, and so are NaN/Infinity: JSON has no such numbers, and a
+    # "NaN"/"INF" string coerced into a float would poison telemetry and quorum comparisons.
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
+
+
+def _json_number_only(value: Any) -> Any:
+    # JSON Schema's `integer`/`number` accept 3 and 3.0 but never "3" or true; pydantic's lax mode
+    # would coerce those, so a malformed client would be accepted against the published schema.
+    if isinstance(value, (str, bytes, bool)):
+        raise ValueError("must be a JSON number, not a string or boolean")
+    return value
+
+
+JSONInt = Annotated[int, BeforeValidator(_json_number_only)]
+JSONFloat = Annotated[float, BeforeValidator(_json_number_only)]
+# The bound must come before the validator for pydantic to publish it as `minimum` in the schema.
+NonNegativeJSONFloat = Annotated[float, Field(ge=0), BeforeValidator(_json_number_only)]

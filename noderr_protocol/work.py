@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from noderr_protocol.base import ProtocolModel
+from noderr_protocol.base import JSONFloat, JSONInt, NonNegativeJSONFloat, ProtocolModel
 
 # Named tensors: input/output name -> a batch of rows (nested lists of numbers, labels or strings).
 Tensors = dict[str, list[Any]]
@@ -19,9 +19,9 @@ class LoadedModel(ProtocolModel):
 
 
 class LeaseRequest(ProtocolModel):
-    max_tasks: int = Field(default=64, ge=1, le=512)
+    max_tasks: JSONInt = Field(default=64, ge=1, le=512)
     models: list[LoadedModel] = Field(min_length=1)
-    lease_seconds: int = Field(default=120, ge=10, le=3600)
+    lease_seconds: JSONInt = Field(default=120, ge=10, le=3600)
 
 
 class LeasedTask(ProtocolModel):
@@ -42,7 +42,7 @@ class LeaseResponse(ProtocolModel):
 
 class LeaseExtendRequest(ProtocolModel):
     task_ids: list[str] = Field(min_length=1, max_length=512)
-    lease_seconds: int = Field(default=120, ge=10, le=3600)
+    lease_seconds: JSONInt = Field(default=120, ge=10, le=3600)
 
 
 class LeaseExtendResponse(ProtocolModel):
@@ -53,10 +53,10 @@ class LeaseExtendResponse(ProtocolModel):
 
 class TaskResultIn(ProtocolModel):
     task_id: str
-    model_version: int
+    model_version: JSONInt
     outputs: Tensors | None = None
     error: str | None = Field(default=None, max_length=2000)
-    duration_ms: float | None = Field(default=None, ge=0)
+    duration_ms: NonNegativeJSONFloat | None = None
 
 
 class ResultBatch(ProtocolModel):
@@ -85,15 +85,15 @@ class ReleaseResponse(ProtocolModel):
 
 
 class HeartbeatIn(ProtocolModel):
-    uptime_seconds: float = Field(ge=0)
-    model_versions: dict[str, int] = Field(default_factory=dict)
-    inference_count: int = Field(default=0, ge=0)
-    tasks_done: int = Field(default=0, ge=0)
-    errors: int = Field(default=0, ge=0)
-    latency_p50_ms: float | None = Field(default=None, ge=0)
-    latency_p95_ms: float | None = Field(default=None, ge=0)
-    cpu_percent: float | None = Field(default=None, ge=0)
-    memory_mb: float | None = Field(default=None, ge=0)
+    uptime_seconds: JSONFloat = Field(ge=0)
+    model_versions: dict[str, JSONInt] = Field(default_factory=dict)
+    inference_count: JSONInt = Field(default=0, ge=0)
+    tasks_done: JSONInt = Field(default=0, ge=0)
+    errors: JSONInt = Field(default=0, ge=0)
+    latency_p50_ms: NonNegativeJSONFloat | None = None
+    latency_p95_ms: NonNegativeJSONFloat | None = None
+    cpu_percent: NonNegativeJSONFloat | None = None
+    memory_mb: NonNegativeJSONFloat | None = None
     agent_version: str | None = Field(default=None, max_length=32)
 
 

@@ -18,6 +18,7 @@ per operation and mode, derandomized so CI runs are reproducible.
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 import schemathesis
@@ -42,7 +43,9 @@ from noderr_core.timeutil import utcnow
 from noderr_protocol.models import ModelManifest, TensorSpec
 from tests.support.factories import make_node
 
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = int(os.environ.get("NODERR_FUZZ_EXAMPLES", "12"))
+# CI runs derandomized (reproducible); NODERR_FUZZ_RANDOM=1 explores new inputs on each run.
+DERANDOMIZE = os.environ.get("NODERR_FUZZ_RANDOM") != "1"
 
 # Which key each operation needs: node-protocol paths take a node's key; every other /v1/tasks
 # operation takes a client's key; the rest of the document is public (rewards) or signed (webhook).
@@ -146,7 +149,7 @@ def test_operation_never_fails_and_conforms_to_its_schema(fuzz_world, operation_
     seen_statuses: set[int] = set()
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=DERANDOMIZE,
               suppress_health_check=list(HealthCheck))
     def fuzz(case):
         response = case.call(headers=headers)
