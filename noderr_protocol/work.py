@@ -7,7 +7,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from noderr_protocol.base import JSONFloat, JSONInt, NonNegativeJSONFloat, ProtocolModel
+from noderr_protocol.base import (
+    JSONCounter,
+    JSONFloat,
+    JSONInt,
+    JSONVersion,
+    NonNegativeJSONFloat,
+    ProtocolModel,
+)
 
 # Named tensors: input/output name -> a batch of rows (nested lists of numbers, labels or strings).
 Tensors = dict[str, list[Any]]
@@ -53,7 +60,7 @@ class LeaseExtendResponse(ProtocolModel):
 
 class TaskResultIn(ProtocolModel):
     task_id: str
-    model_version: JSONInt
+    model_version: JSONVersion
     outputs: Tensors | None = None
     error: str | None = Field(default=None, max_length=2000)
     duration_ms: NonNegativeJSONFloat | None = None
@@ -86,10 +93,10 @@ class ReleaseResponse(ProtocolModel):
 
 class HeartbeatIn(ProtocolModel):
     uptime_seconds: JSONFloat = Field(ge=0)
-    model_versions: dict[str, JSONInt] = Field(default_factory=dict)
-    inference_count: JSONInt = Field(default=0, ge=0)
-    tasks_done: JSONInt = Field(default=0, ge=0)
-    errors: JSONInt = Field(default=0, ge=0)
+    model_versions: dict[str, JSONVersion] = Field(default_factory=dict)
+    inference_count: JSONCounter = 0
+    tasks_done: JSONCounter = 0
+    errors: JSONCounter = 0
     latency_p50_ms: NonNegativeJSONFloat | None = None
     latency_p95_ms: NonNegativeJSONFloat | None = None
     cpu_percent: NonNegativeJSONFloat | None = None
