@@ -22,8 +22,9 @@ def _json_number_only(value: Any) -> Any:
 JSONInt = Annotated[int, BeforeValidator(_json_number_only)]
 JSONFloat = Annotated[float, BeforeValidator(_json_number_only)]
 # Counters are stored as BIGINT and versions as INTEGER: bound them so an absurd value is a 422, not
-# a database overflow.
-JSONCounter = Annotated[int, Field(ge=0, le=2**63 - 1), BeforeValidator(_json_number_only)]
+# a database overflow. Counters stop at 2^53 - 1, the largest integer every JSON parser keeps exact
+# (a bound of 2^63 - 1 is not even representable as a double).
+JSONCounter = Annotated[int, Field(ge=0, le=2**53 - 1), BeforeValidator(_json_number_only)]
 JSONVersion = Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(_json_number_only)]
 # The bound must come before the validator for pydantic to publish it as `minimum` in the schema.
 NonNegativeJSONFloat = Annotated[float, Field(ge=0), BeforeValidator(_json_number_only)]

@@ -229,7 +229,14 @@ def post_tasks(body: SubmitTasksRequest, client: CurrentClient, session: Session
 
 # One `ids` value holds one or more comma-separated ids; a value with none (`ids=`, `ids=,`) is
 # refused. The pattern publishes that rule in the schema; the validator enforces it with a message.
-_HOLDS_AN_ID = re.compile(r"[^,\s]")
+# The whitespace set is spelled out: JSON Schema patterns use ECMAScript's `\s`, which differs from
+# Python's (Python also counts \x1c-\x1f), and the published rule must be the enforced one.
+_WHITESPACE = (" \t\n\v\f\r\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff")
+_HOLDS_AN_ID = re.compile(f"[^,{_WHITESPACE}]")
+_STRIP_CHARS = "".join(
+    chr(c) for c in [0x20, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0xA0, 0x1680, *range(0x2000, 0x200B),
+                     0x2028, 0x2029, 0x202F, 0x205F, 0x3000, 0xFEFF]
+)
 
 
 def _holds_a_task_id(value: str) -> str:
@@ -255,7 +262,7 @@ def get_task_batch(
     session: SessionDep,
     ids: Annotated[list[TaskIdsValue], Query(description="task ids, repeated or comma separated")],
 ) -> TaskBatchPublic:
-    wanted = [i.strip() for raw in ids for i in raw.split(",") if i.strip()]
+    wanted = [i.strip(_STRIP_CHARS) for raw in ids for i in raw.split(",") if i.strip(_STRIP_CHARS)]
     if len(wanted) > MAX_TASK_IDS_PER_READ:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE,
