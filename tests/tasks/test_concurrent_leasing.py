@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import time
 from collections import Counter
 
 from tests.tasks.helpers import submit
@@ -13,11 +12,11 @@ from tests.tasks.workers import lease_until_empty
 
 def _run(db_url, nodes, batch, tmp_path):
     ctx = multiprocessing.get_context("spawn")
-    start_at = time.time() + 4.0
+    start = ctx.Barrier(len(nodes))
     procs = []
     for i, node in enumerate(nodes):
         p = ctx.Process(target=lease_until_empty,
-                        args=(db_url, node.id, node.operator_id, batch, str(tmp_path / f"n{i}.json"), start_at))
+                        args=(db_url, node.id, node.operator_id, batch, str(tmp_path / f"n{i}.json"), start))
         p.start()
         procs.append(p)
     try:
@@ -39,7 +38,10 @@ def test_concurrent_processes_never_share_a_single_replica_task(db_url, session_
     everything = [t for per_node in got for t in per_node]
     assert len(everything) == len(set(everything)), "a task was leased twice while its lease held"
     assert set(everything) == set(ids)
-    assert sum(1 for per_node in got if per_node) >= 2  # the work really was shared
+    if db_url.startswith("postgresql"):
+        # The work really was shared. (On SQLite writers take turns through busy-waiting on one
+        # lock, so one process may drain the queue before the others win it: no fairness to test.)
+        assert sum(1 for per_node in got if per_node) >= 2
 
 
 def test_concurrent_processes_give_each_replica_to_a_distinct_node(db_url, session_factory, task_world, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def lease_until_empty(db_url: str, node_id: str, operator_id: int, batch: int, out_path: str,
-                      start_at: float) -> None:
+                      start) -> None:
     """Lease (never report) until the queue has nothing for this node; write what it got."""
     from noderr_core.db import make_engine, make_session_factory
     from noderr_core.tasks import lease_tasks
@@ -19,8 +19,11 @@ def lease_until_empty(db_url: str, node_id: str, operator_id: int, batch: int, o
     engine = make_engine(db_url)
     factory = make_session_factory(engine)
     got: list[str] = []
-    while time.time() < start_at:  # start together to maximise contention
-        time.sleep(0.005)
+    with engine.connect():  # connect before the barrier: only leasing is raced
+        pass
+    # Start together (a multiprocessing.Barrier, not a wall-clock time: on a loaded machine a
+    # spawned process can need longer than any fixed delay to import) to maximise contention.
+    start.wait(timeout=120)
     empty = 0
     while empty < 3:
         with factory() as s:
