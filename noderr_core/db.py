@@ -34,6 +34,8 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=60000")
             cur.close()
+            # Let the "begin" event below issue BEGIN IMMEDIATE instead of pysqlite's implicit BEGIN.
+            dbapi_conn.isolation_level = None
 
         # SQLite's default deferred transactions deadlock writers that read first; BEGIN IMMEDIATE
         # takes the write lock up front so concurrent writers queue on busy_timeout instead.
@@ -41,20 +43,11 @@ def make_engine(url: str, **kwargs) -> Engine:
         def _begin_immediate(conn):  # pragma: no cover - trivial
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-        engine.dialect._noderr_sqlite = True  # type: ignore[attr-defined]
-        _disable_pysqlite_autobegin(engine)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
-
-
-def _disable_pysqlite_autobegin(engine: Engine) -> None:
-    # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE instead of pysqlite's implicit BEGIN.
-    @event.listens_for(engine, "connect")
-    def _no_autobegin(dbapi_conn, _record):  # pragma: no cover - trivial
-        dbapi_conn.isolation_level = None
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Callable
 
-from noderr_core.devstack import stop_process_group
+# The local stack's helpers, shared rather than rewritten here.
+from noderr_core.devstack import free_port, port_open, stop_process_group
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["free_port", "port_open", "stop_process", "wait_for"]
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
@@ -27,12 +23,6 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
             last_exc = exc
         time.sleep(interval)
     raise TimeoutError(f"{what} did not become ready within {timeout}s (last error: {last_exc})")
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:

@@ -32,14 +32,14 @@ class SmtpTestServer:
             return
         self._controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
         self._controller.start()
-        wait_for(lambda: port_open(self.port), 10, "test SMTP server")
+        wait_for(lambda: port_open("127.0.0.1", self.port), 10, "test SMTP server")
 
     def stop(self) -> None:
         if self._controller is None:
             return
         self._controller.stop()
         self._controller = None
-        wait_for(lambda: not port_open(self.port), 10, "test SMTP server shutdown")
+        wait_for(lambda: not port_open("127.0.0.1", self.port), 10, "test SMTP server shutdown")
 
     def messages(self) -> list[MailboxMessage]:
         return read_mailbox(self.directory)
