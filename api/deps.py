@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from noderr_core.models import Node, NodeStatus
+from noderr_core.tables import Node, NodeStatus
 from noderr_core.security import NODE_KEY_PREFIX, api_key_matches, parse_api_key
 from noderr_core.settings import Settings
 

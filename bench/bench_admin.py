@@ -25,12 +25,12 @@ from sqlalchemy import insert
 from bench.common import BenchContext, BenchRow, percentile
 from noderr_core.db import make_engine, make_session_factory
 from noderr_core.migrations import upgrade_database
-from noderr_core.models import Heartbeat, Node, Operator, OperatorApplication
+from noderr_core.tables import Heartbeat, Node, Operator, OperatorApplication
 from noderr_core.timeutil import utcnow
 from tests.support.admin import ADMIN_EMAIL, ADMIN_PASSWORD, csrf_from
 from tests.support.apiserver import start_api_server
-from tests.support.databases import PostgresCluster
-from tests.support.procs import stop_process
+from noderr_local.postgres import PostgresCluster
+from noderr_local.process import stop_process
 
 CONCURRENCY = 4
 

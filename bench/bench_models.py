@@ -103,16 +103,16 @@ def bench_beacon(ctx: BenchContext, seaweed) -> list[BenchRow]:
     from noderr_core.audit import Actor
     from noderr_core.db import make_engine, make_session_factory
     from noderr_core.modelstore import build_signed_beacon, promote_model_version
-    from noderr_core.models import Node
+    from noderr_core.tables import Node
     from noderr_core.security import NODE_KEY_PREFIX, api_key_matches, parse_api_key
     from noderr_core.settings import Settings
     from noderr_core.storage.s3 import make_presign_client
     from noderr_protocol.signing import load_private_key
     from tests.models.helpers import onnx_variant, publish_bytes
     from tests.support.apiserver import start_api_server
-    from tests.support.databases import PostgresCluster
+    from noderr_local.postgres import PostgresCluster
     from tests.support.factories import make_node
-    from tests.support.procs import stop_process
+    from noderr_local.process import stop_process
     from noderr_core.migrations import upgrade_database
     from pydantic import SecretStr
     import httpx
@@ -194,7 +194,7 @@ def bench_beacon(ctx: BenchContext, seaweed) -> list[BenchRow]:
 
 
 def run(ctx: BenchContext) -> list[BenchRow]:
-    from noderr_core.storage.seaweed import start_seaweed
+    from noderr_local.seaweed import start_seaweed
 
     seaweed = start_seaweed(ctx.workdir / "seaweed", access_key_id="bench",
                             secret_access_key=secrets.token_hex(16))

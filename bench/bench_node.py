@@ -66,7 +66,7 @@ def prepare_cache(cache_dir: Path, data: bytes) -> str:
 
 
 def start_node(workdir: Path, public_key: str) -> tuple[subprocess.Popen, str]:
-    from tests.support.procs import free_port, wait_for
+    from noderr_local.process import free_port, wait_for
 
     port, dead_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NODERR_")}
@@ -202,7 +202,7 @@ def run(ctx: BenchContext) -> list[BenchRow]:
 
 def run_model(ctx: BenchContext, workdir: Path, label: str, data: bytes) -> list[BenchRow]:
     from node_service.runtime import session_options
-    from tests.support.procs import stop_process
+    from noderr_local.process import stop_process
 
     import onnxruntime as ort
 

@@ -29,8 +29,8 @@ from noderr_core.onboarding.typeform import COLUMN_FIELDS, _column_value, load_f
 from noderr_core.timeutil import utcnow
 from tests.onboarding.conftest import application_payload, encode, signed_headers
 from tests.support.apiserver import start_api_server
-from tests.support.databases import PostgresCluster
-from tests.support.procs import stop_process
+from noderr_local.postgres import PostgresCluster
+from noderr_local.process import stop_process
 
 CONCURRENCY = 50
 

@@ -29,11 +29,11 @@ from bench.common import BenchContext, BenchRow, median
 from noderr_core.audit import Actor
 from noderr_core.db import make_engine, make_session_factory
 from noderr_core.migrations import upgrade_database
-from noderr_core.models import AdminUser, Node, NodeStatus, Operator
+from noderr_core.tables import AdminUser, Node, NodeStatus, Operator
 from noderr_core.network import apply_node_health
 from noderr_core.settings import Settings
 from noderr_core.timeutil import utcnow
-from tests.support.databases import PostgresCluster
+from noderr_local.postgres import PostgresCluster
 
 AREA = "platform"
 

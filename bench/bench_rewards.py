@@ -24,7 +24,7 @@ from noderr_core.db import make_engine, make_session_factory
 from noderr_core.migrations import upgrade_database
 from noderr_core.rewards.epochs import activity_sql, compute_epoch
 from noderr_core.rewards.merkle import build_tree, leaf_hash
-from tests.support.databases import PostgresCluster
+from noderr_local.postgres import PostgresCluster
 
 POOL = 1_000 * 10**18
 

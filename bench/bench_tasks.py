@@ -166,8 +166,8 @@ def _bootstrap_admin(db_url: str) -> None:
 
 def run(ctx: BenchContext) -> list[BenchRow]:
     from tests.support.apiserver import start_api_server
-    from tests.support.databases import PostgresCluster
-    from tests.support.procs import stop_process
+    from noderr_local.postgres import PostgresCluster
+    from noderr_local.process import stop_process
     from noderr_core.migrations import upgrade_database
 
     n_tasks = 3000 if ctx.quick else 30000

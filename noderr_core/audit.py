@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from noderr_core.models import AuditLogEntry
+from noderr_core.tables import AuditLogEntry
 
 
 def record_audit(

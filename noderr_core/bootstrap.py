@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import record_audit
-from noderr_core.models import AdminUser
+from noderr_core.tables import AdminUser
 from noderr_core.security import hash_password
 from noderr_core.settings import Settings
 

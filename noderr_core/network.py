@@ -24,8 +24,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from noderr_core.audit import Actor, audit
 from noderr_core.email import enqueue_email
-from noderr_core.models import AdminUser, Node, NodeStatus, Operator, OutboxMessage, OutboxStatus
-from noderr_core.models.network import Alert, AlertKind
+from noderr_core.tables import AdminUser, Node, NodeStatus, Operator, OutboxMessage, OutboxStatus
+from noderr_core.tables.network import Alert, AlertKind
 from noderr_core.security import sha256_hex
 from noderr_core.settings import Settings
 from noderr_core.timeutil import utcnow

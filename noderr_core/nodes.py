@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
-from noderr_core.models import DownloadToken, Node, NodeStatus, Operator, OutboxMessage
+from noderr_core.tables import DownloadToken, Node, NodeStatus, Operator, OutboxMessage
 from noderr_core.settings import Settings
 from noderr_core.timeutil import utcnow
 

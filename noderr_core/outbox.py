@@ -23,7 +23,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from noderr_core.models import OutboxAttempt, OutboxMessage, OutboxStatus
+from noderr_core.tables import OutboxAttempt, OutboxMessage, OutboxStatus
 from noderr_core.timeutil import utcnow
 
 # Backoff: base * 2^(attempt-1), capped, with "equal jitter" (half fixed, half random) so a burst of

@@ -24,7 +24,7 @@ LOCAL_SECRET_KEY = "local-secret-key-change-me-outside-local"
 LOCAL_ADMIN_PASSWORD = "noderr-local-admin"
 LOCAL_S3_ACCESS_KEY = "noderr-local-access"
 LOCAL_S3_SECRET_KEY = "noderr-local-secret-key"
-# Ganache's first deterministic account for the mnemonic in noderr_core.chain.devchain.
+# Ganache's first deterministic account for the mnemonic in noderr_local.devchain.
 LOCAL_CHAIN_SIGNER_KEY = "0x4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7d21715b23b1d"
 
 _DEFAULT_SECRETS = {

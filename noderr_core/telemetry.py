@@ -6,7 +6,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import record_audit
-from noderr_core.models import ApplicationStatus, Heartbeat, Node, NodeStatus, OperatorApplication
+from noderr_core.tables import ApplicationStatus, Heartbeat, Node, NodeStatus, OperatorApplication
 from noderr_core.timeutil import utcnow
 from noderr_protocol.work import HeartbeatIn
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from noderr_core.devstack import free_port, stop_process_group
+from noderr_local.process import free_port, stop_process_group
 
 
 @dataclass

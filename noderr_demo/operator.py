@@ -20,8 +20,8 @@ from eth_account import Account
 from sqlalchemy import select
 
 from noderr_core.db import session_scope
-from noderr_core.mailbox import read_mailbox
-from noderr_core.models import ApplicationStatus, OperatorApplication
+from noderr_local.mailbox import read_mailbox
+from noderr_core.tables import ApplicationStatus, OperatorApplication
 from noderr_core.onboarding.typeform import SIGNATURE_HEADER, sign_body
 from noderr_demo.report import DemoFailure, wait_until
 

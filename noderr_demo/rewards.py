@@ -15,7 +15,7 @@ from web3 import Web3
 from noderr_core.chain.addresses import load_addresses
 from noderr_core.chain.contracts import abi_of
 from noderr_core.db import session_scope
-from noderr_core.models.rewards import RewardEpoch
+from noderr_core.tables.rewards import RewardEpoch
 from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY
 from noderr_core.timeutil import utcnow
 from noderr_demo.dagster_ui import DagsterUI

@@ -15,7 +15,7 @@ import traceback
 
 import httpx
 
-from noderr_core.devstack import LocalStack
+from noderr_local.process import LocalStack
 from noderr_demo.report import DemoFailure, DemoReport, wait_until
 from noderr_demo.stack import DemoEnvironment, prepare_environment, start_platform
 

@@ -7,13 +7,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from noderr_core.devstack import (
-    LocalStack,
-    api_spec,
-    dagster_daemon_spec,
-    dagster_webserver_spec,
-    free_port,
-)
+from noderr_local.process import LocalStack, free_port
+from noderr_local.stack import api_spec, dagster_daemon_spec, dagster_webserver_spec
 from noderr_core.settings import PROJECT_ROOT, Settings
 
 
@@ -67,8 +62,8 @@ def prepare_environment(state_dir: Path | None = None) -> DemoEnvironment:
 def start_platform(stack: LocalStack, demo: DemoEnvironment) -> None:
     """Mailbox, S3, chain (+ contracts), API, Dagster webserver and daemon."""
     from noderr_core import mailbox
-    from noderr_core.chain import devchain
-    from noderr_core.storage import seaweed
+    from noderr_local import devchain
+    from noderr_local import seaweed
 
     settings = demo.settings
     for spec in (

@@ -289,7 +289,7 @@ def test_signed_typeform_deliveries_of_any_shape_never_fail_the_server(db_url, t
     from sqlalchemy import func, select
 
     from api.main import create_app
-    from noderr_core.models import OperatorApplication, WebhookDeadLetter
+    from noderr_core.tables import OperatorApplication, WebhookDeadLetter
     from noderr_core.onboarding.typeform import SIGNATURE_HEADER, sign_body
 
     settings_ = Settings(env="test", database_url=db_url, state_dir=tmp_path / "state")

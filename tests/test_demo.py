@@ -15,7 +15,7 @@ def test_demo_completes_all_four_journeys(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("NODERR_") and k != "DAGSTER_HOME"}
     env["NODERR_DEMO_DIR"] = str(tmp_path / "demo")
     proc = subprocess.run(
-        [sys.executable, "-m", "noderr_core.cli", "demo"],
+        [sys.executable, "-m", "noderr_cli.main", "demo"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500,
     )
     output = proc.stdout + proc.stderr

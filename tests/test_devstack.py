@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.support.procs import free_port
+from noderr_local.process import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def test_dev_up_starts_every_service_and_stops_them_all(tmp_path):
     (tmp_path / "dagster_home").mkdir()
     (tmp_path / "dagster_home" / "dagster.yaml").write_text((ROOT / "dagster_home" / "dagster.yaml").read_text())
     log = (tmp_path / "dev-up.log").open("w+")
-    proc = subprocess.Popen([sys.executable, "-m", "noderr_core.cli", "dev", "up"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "noderr_cli.main", "dev", "up"], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     children: list[psutil.Process] = []
     try:

@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import inspect, select
 
 from noderr_core.bootstrap import ensure_bootstrap_admin
-from noderr_core.models import AdminUser
+from noderr_core.tables import AdminUser
 from noderr_core.security import verify_password
 from noderr_core.settings import Settings
 

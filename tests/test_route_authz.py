@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from noderr_core.audit import Actor
 from noderr_core.db import make_engine, make_session_factory
-from noderr_core.models import NodeStatus
+from noderr_core.tables import NodeStatus
 from noderr_core.security import CLIENT_KEY_PREFIX, parse_api_key
 from noderr_core.settings import Settings
 from noderr_core.tasks import create_client, disable_client, revoke_client_key

@@ -15,7 +15,7 @@ from fastapi import Depends, HTTPException, Request, status
 
 from api.deps import SessionDep
 from noderr_core.admin.sessions import csrf_matches, resolve_session
-from noderr_core.models import AdminSession, AdminUser
+from noderr_core.tables import AdminSession, AdminUser
 
 SESSION_COOKIE = "noderr_admin_session"
 LOGIN_PATH = "/admin/login"

@@ -136,7 +136,7 @@ def create_client_submit(request: Request, admin: CurrentAdmin, session: Session
              include_in_schema=False)
 def issue_key_submit(request: Request, client_id: int, admin: CurrentAdmin,
                      session: SessionDep) -> Response:
-    from noderr_core.models.tasks import Client
+    from noderr_core.tables.tasks import Client
     from noderr_core.tasks.clients import ClientError, issue_client_key
 
     try:
@@ -185,7 +185,7 @@ def disable_client_submit(request: Request, client_id: int, admin: CurrentAdmin,
 
 @router.get("/admin/rewards", include_in_schema=False)
 def rewards_page(request: Request, session: SessionDep) -> Response:
-    from noderr_core.models.rewards import ChainTransaction
+    from noderr_core.tables.rewards import ChainTransaction
 
     return templates.TemplateResponse(request, "admin/rewards.html", {
         "active_nav": "rewards",

@@ -17,7 +17,7 @@ from api.admin.templating import templates
 from api.deps import SessionDep, SettingsDep
 from noderr_core.admin import monitoring
 from noderr_core.audit import Actor
-from noderr_core.models import NodeStatus
+from noderr_core.tables import NodeStatus
 
 router = protected_router()
 PageNumber = Annotated[int, Query(ge=1, le=100_000)]

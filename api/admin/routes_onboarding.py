@@ -19,7 +19,7 @@ from api.admin.templating import templates
 from api.deps import SessionDep, SettingsDep
 from noderr_core.admin import queries
 from noderr_core.audit import Actor
-from noderr_core.models import ApplicationStatus, Node, OperatorApplication
+from noderr_core.tables import ApplicationStatus, Node, OperatorApplication
 
 router = protected_router()
 PageNumber = Annotated[int, Query(ge=1, le=100_000)]

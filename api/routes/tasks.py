@@ -24,7 +24,7 @@ from api.deps import (
     ErrorDetail,
     SessionDep,
 )
-from noderr_core.models.tasks import Client
+from noderr_core.tables.tasks import Client
 from noderr_core.tasks import (
     TaskBatchTooLarge,
     TaskSubmissionError,

@@ -16,7 +16,7 @@ from sqlalchemy import Integer, and_, case, cast, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from noderr_core.admin.queries import Page, _like, paginate
-from noderr_core.models import (
+from noderr_core.tables import (
     AuditLogEntry,
     BundleDownload,
     DownloadToken,
@@ -27,10 +27,10 @@ from noderr_core.models import (
     OperatorApplication,
     OutboxMessage,
 )
-from noderr_core.models.model_registry import ModelVersion, ModelVersionStatus
-from noderr_core.models.network import Alert
-from noderr_core.models.rewards import NodeReward, OperatorReward, RewardEpoch
-from noderr_core.models.tasks import NodeReliability, Task, TaskAssignment, TaskStatus
+from noderr_core.tables.model_registry import ModelVersion, ModelVersionStatus
+from noderr_core.tables.network import Alert
+from noderr_core.tables.rewards import NodeReward, OperatorReward, RewardEpoch
+from noderr_core.tables.tasks import NodeReliability, Task, TaskAssignment, TaskStatus
 from noderr_core.timeutil import utcnow
 
 

@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from noderr_core.models import (
+from noderr_core.tables import (
     AdminUser,
     ApplicationStatus,
     AuditLogEntry,

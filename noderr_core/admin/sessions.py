@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
-from noderr_core.models import AdminSession, AdminUser, LoginAttempt
+from noderr_core.tables import AdminSession, AdminUser, LoginAttempt
 from noderr_core.security import hash_password, new_token, sha256_hex, verify_password
 from noderr_core.timeutil import utcnow
 

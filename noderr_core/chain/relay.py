@@ -38,8 +38,8 @@ from noderr_core.chain.client import (
     node_id_bytes32,
 )
 from noderr_core.db import make_session_factory
-from noderr_core.models import Node, OutboxAttempt, OutboxMessage
-from noderr_core.models.rewards import ChainTransaction, RewardEpoch
+from noderr_core.tables import Node, OutboxAttempt, OutboxMessage
+from noderr_core.tables.rewards import ChainTransaction, RewardEpoch
 from noderr_core.outbox import claim_due, record_failure, record_success
 from noderr_core.settings import Settings
 from noderr_core.timeutil import utcnow

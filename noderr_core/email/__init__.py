@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from noderr_core.email.rendering import RenderedEmail, render_email, render_subject, template_exists
-from noderr_core.models import OutboxKind, OutboxMessage
+from noderr_core.tables import OutboxKind, OutboxMessage
 from noderr_core.outbox import enqueue
 from noderr_core.security import seal
 

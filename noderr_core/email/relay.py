@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from noderr_core.email.rendering import render_email
 from noderr_core.email.smtp import SmtpConfig, SmtpSendError, message_id_for, send_email
-from noderr_core.models import OutboxKind, OutboxMessage
+from noderr_core.tables import OutboxKind, OutboxMessage
 from noderr_core.outbox import claim_due, record_failure, record_success
 from noderr_core.security import unseal
 from noderr_core.settings import Settings

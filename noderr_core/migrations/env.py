@@ -3,7 +3,7 @@
 from alembic import context
 
 from noderr_core.db import make_engine
-from noderr_core.models import Base
+from noderr_core.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -7,7 +7,7 @@ Create Date: ${create_date}
 
 from alembic import op
 import sqlalchemy as sa
-import noderr_core.models.base
+import noderr_core.tables.base
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}

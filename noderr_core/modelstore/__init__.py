@@ -19,7 +19,7 @@ from noderr_core.modelstore.registry import (
     signed_manifest_of,
 )
 from noderr_core.modelstore.rollout import assigned_version, in_canary, rollout_bucket
-from noderr_core.models.model_registry import (
+from noderr_core.tables.model_registry import (
     BeaconState,
     ModelRolloutEvent,
     ModelVersion,

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from noderr_core.keys import key_id, model_signing_key
 from noderr_core.modelstore.registry import signed_manifest_of
 from noderr_core.modelstore.rollout import assigned_version
-from noderr_core.models.model_registry import BeaconState, ModelVersion, ModelVersionStatus
+from noderr_core.tables.model_registry import BeaconState, ModelVersion, ModelVersionStatus
 from noderr_core.settings import Settings
 from noderr_core.timeutil import utcnow
 from noderr_protocol.models import BeaconDocument, BeaconEntry, SignedBeacon

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
 from noderr_core.modelstore.packaging import sign_manifest
-from noderr_core.models.model_registry import (
+from noderr_core.tables.model_registry import (
     BeaconState,
     ModelRolloutEvent,
     ModelVersion,

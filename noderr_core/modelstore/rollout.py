@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from noderr_core.models.model_registry import ModelVersion, ModelVersionStatus
+from noderr_core.tables.model_registry import ModelVersion, ModelVersionStatus
 
 _SCALE = 2**64
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
-from noderr_core.models import AdminUser, ApplicationStatus, OperatorApplication
+from noderr_core.tables import AdminUser, ApplicationStatus, OperatorApplication
 from noderr_core.timeutil import utcnow
 
 # Which status may follow which. Anything else is a bug or a double click.

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
-from noderr_core.models import (
+from noderr_core.tables import (
     BundleDownload,
     DownloadToken,
     Node,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
 from noderr_core.email import enqueue_email
-from noderr_core.models import (
+from noderr_core.tables import (
     ApplicationStatus,
     DownloadToken,
     Node,

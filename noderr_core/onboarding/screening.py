@@ -26,7 +26,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
-from noderr_core.models import ApplicationStatus, Operator, OperatorApplication
+from noderr_core.tables import ApplicationStatus, Operator, OperatorApplication
 from noderr_core.onboarding.applications import get_application_for_update, set_application_status
 from noderr_core.timeutil import utcnow
 

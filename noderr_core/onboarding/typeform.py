@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from noderr_core.models import OperatorApplication, WebhookDeadLetter
+from noderr_core.tables import OperatorApplication, WebhookDeadLetter
 from noderr_core.timeutil import utcnow
 
 SIGNATURE_HEADER = "Typeform-Signature"

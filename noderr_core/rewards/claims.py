@@ -12,7 +12,7 @@ from eth_utils import is_address, to_checksum_address
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from noderr_core.models.rewards import (
+from noderr_core.tables.rewards import (
     EpochStatus,
     NodeReward,
     OperatorReward,

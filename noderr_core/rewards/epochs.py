@@ -19,8 +19,8 @@ from sqlalchemy import bindparam, delete, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from noderr_core.models.base import UTCDateTime
-from noderr_core.models.rewards import (
+from noderr_core.tables.base import UTCDateTime
+from noderr_core.tables.rewards import (
     EpochStatus,
     NodeReward,
     OperatorReward,

@@ -19,8 +19,8 @@ from functools import lru_cache
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from noderr_core.models import OutboxMessage, OutboxStatus
-from noderr_core.models.rewards import EpochStatus, OperatorReward, RewardEpoch, RewardLeaf
+from noderr_core.tables import OutboxMessage, OutboxStatus
+from noderr_core.tables.rewards import EpochStatus, OperatorReward, RewardEpoch, RewardLeaf
 from noderr_core.rewards.merkle import MerkleTree, build_tree
 from noderr_core.timeutil import utcnow
 

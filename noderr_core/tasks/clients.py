@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
-from noderr_core.models.tasks import Client, ClientApiKey, Task
+from noderr_core.tables.tasks import Client, ClientApiKey, Task
 from noderr_core.security import CLIENT_KEY_PREFIX, api_key_matches, issue_api_key, parse_api_key
 from noderr_core.timeutil import utcnow
 

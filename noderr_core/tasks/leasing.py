@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import and_, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from noderr_core.models.tasks import (
+from noderr_core.tables.tasks import (
     AssignmentStatus,
     ResultOutcome,
     Task,

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
-from noderr_core.models.tasks import NodeReliability
+from noderr_core.tables.tasks import NodeReliability
 from noderr_core.tasks.bulk import dialect_insert, is_postgresql
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
 

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from noderr_core.models.tasks import AssignmentStatus, ResultOutcome, TaskStatus
+from noderr_core.tables.tasks import AssignmentStatus, ResultOutcome, TaskStatus
 from noderr_core.tasks.bulk import bulk_update
 from noderr_core.tasks.comparison import largest_agreeing_group, outputs_agree
 from noderr_core.tasks.leasing import A, T, _lock_tasks, fail_overdue_tasks

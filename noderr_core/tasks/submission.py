@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from noderr_core.models.model_registry import ModelVersion, ModelVersionStatus
-from noderr_core.models.tasks import AssignmentStatus, ResultOutcome, Task, TaskStatus
+from noderr_core.tables.model_registry import ModelVersion, ModelVersionStatus
+from noderr_core.tables.tasks import AssignmentStatus, ResultOutcome, Task, TaskStatus
 from noderr_core.tasks.leasing import A, T, fail_overdue_tasks
 from noderr_core.tasks.rules import MAX_TASKS_PER_SUBMIT
 from noderr_core.timeutil import utcnow

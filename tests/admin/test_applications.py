@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from noderr_core.models import (
+from noderr_core.tables import (
     ApplicationStatus,
     AuditLogEntry,
     DownloadToken,

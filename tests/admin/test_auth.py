@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from api.admin.deps import SESSION_COOKIE
 from noderr_core.db import make_engine, make_session_factory
-from noderr_core.models import AdminSession, AuditLogEntry, LoginAttempt
+from noderr_core.tables import AdminSession, AuditLogEntry, LoginAttempt
 from noderr_core.security import sha256_hex
 from noderr_core.settings import Settings
 from tests.support.admin import ADMIN_EMAIL, ADMIN_PASSWORD, admin_csrf, admin_login

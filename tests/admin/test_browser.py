@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from noderr_core.db import make_engine, make_session_factory
-from noderr_core.models import ApplicationStatus, OperatorApplication
+from noderr_core.tables import ApplicationStatus, OperatorApplication
 from noderr_core.settings import Settings
 from noderr_core.telemetry import record_heartbeat
 from noderr_core.timeutil import utcnow

@@ -9,8 +9,8 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from noderr_core.audit import Actor
-from noderr_core.models import AuditLogEntry, Heartbeat, Node, NodeStatus, OutboxMessage
-from noderr_core.models.model_registry import ModelVersion
+from noderr_core.tables import AuditLogEntry, Heartbeat, Node, NodeStatus, OutboxMessage
+from noderr_core.tables.model_registry import ModelVersion
 from noderr_core.tasks.clients import authenticate_client
 from noderr_core.telemetry import record_heartbeat
 from noderr_core.timeutil import utcnow

@@ -14,7 +14,7 @@ import yaml
 
 from noderr_core.db import make_engine, make_session_factory
 from noderr_core.modelstore import list_model_versions
-from tests.support.procs import free_port, stop_process, wait_for
+from noderr_local.process import free_port, stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

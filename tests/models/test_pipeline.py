@@ -8,7 +8,7 @@ import pytest
 from noderr_core.db import make_engine, make_session_factory
 from noderr_core.keys import model_public_key_hex
 from noderr_core.modelstore import list_model_versions, signed_manifest_of
-from noderr_core.models import AuditLogEntry
+from noderr_core.tables import AuditLogEntry
 from noderr_core.settings import Settings
 from noderr_pipelines.defs.models import defs as models_defs
 from noderr_pipelines.defs.models.jobs import promote_model_job, rollback_model_job

@@ -20,7 +20,7 @@ from noderr_core.modelstore import (
     signed_manifest_of,
 )
 from noderr_core.modelstore.delivery import package_model
-from noderr_core.models import AuditLogEntry
+from noderr_core.tables import AuditLogEntry
 from noderr_protocol.signing import public_key_hex
 from noderr_protocol.verify import verify_signed_manifest
 from tests.models.helpers import onnx_variant

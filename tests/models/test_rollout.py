@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 from noderr_core.modelstore import assigned_version, in_canary, rollout_bucket
-from noderr_core.models.model_registry import ModelVersion
+from noderr_core.tables.model_registry import ModelVersion
 
 
 def test_assignment_is_stable_and_matches_percentage_over_10000_nodes():

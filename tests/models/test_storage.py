@@ -17,7 +17,7 @@ from noderr_core.modelstore.objects import (
 )
 from noderr_core.settings import Settings
 from noderr_core.storage.s3 import S3Unreachable, ensure_bucket, make_s3_client
-from tests.support.procs import free_port
+from noderr_local.process import free_port
 
 
 def test_upload_is_content_addressed_verified_and_not_repeated(s3_settings):

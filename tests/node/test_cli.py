@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.procs import free_port
+from noderr_local.process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,14 +46,14 @@ def test_node_starts_from_the_bundle_env_file(tmp_path):
         cwd=tmp_path, env={**clean_env(), "NODERR_MODEL_CACHE_DIR": str(tmp_path / "cache")},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        from tests.support.procs import wait_for
+        from noderr_local.process import wait_for
 
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, 60,
                  "node from bundle")
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz").json()
         assert ready["node_id"] == "node_bundle" and ready["ready"] is False
     finally:
-        from tests.support.procs import stop_process
+        from noderr_local.process import stop_process
 
         stop_process(result)
     assert result.returncode == 0

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.support.node import iris_onnx, slow_onnx
-from tests.support.procs import stop_process, wait_for
+from noderr_local.process import stop_process, wait_for
 
 IRIS = "iris"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]

@@ -9,11 +9,11 @@ from email.message import EmailMessage
 
 from click.testing import CliRunner
 
-from noderr_core.cli import main as cli
-from noderr_core.devstack import LocalStack
-from noderr_core.mailbox import read_mailbox, service_spec
+from noderr_cli.main import main as cli
+from noderr_local.process import LocalStack
+from noderr_local.mailbox import read_mailbox, service_spec
 from noderr_core.settings import Settings
-from tests.support.procs import free_port
+from noderr_local.process import free_port
 
 
 def test_mailbox_service_stores_messages_readably(tmp_path):
@@ -40,6 +40,6 @@ def test_mailbox_service_stores_messages_readably(tmp_path):
 
 
 def test_mailbox_module_has_a_helpful_cli():
-    out = subprocess.run([sys.executable, "-m", "noderr_core.mailbox", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "noderr_local.mailbox", "--help"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and "--dir" in out.stdout

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from noderr_core.email import UnknownEmailTemplate, enqueue_email
 from noderr_core.email.relay import relay_due_emails
-from noderr_core.models import OutboxAttempt, OutboxMessage
+from noderr_core.tables import OutboxAttempt, OutboxMessage
 from noderr_core.outbox import claim_due, enqueue, record_failure, record_success
 from noderr_core.settings import Settings
 from noderr_core.timeutil import utcnow

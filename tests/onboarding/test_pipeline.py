@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from api.main import create_app
 from noderr_core.audit import Actor
-from noderr_core.models import (
+from noderr_core.tables import (
     AuditLogEntry,
     BundleDownload,
     DownloadToken,

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from api.main import create_app
 from noderr_core.audit import Actor
-from noderr_core.models import BundleDownload, DownloadToken, Node, OutboxMessage
+from noderr_core.tables import BundleDownload, DownloadToken, Node, OutboxMessage
 from noderr_core.onboarding.applications import decide_application
 from noderr_core.onboarding.portal import form_nonce
 from noderr_core.onboarding.provisioning import carry_out_decision, reissue_download_link

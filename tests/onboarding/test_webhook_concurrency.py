@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy import func, select
 
 from noderr_core.db import make_engine
-from noderr_core.models import OperatorApplication
+from noderr_core.tables import OperatorApplication
 from tests.onboarding.conftest import application_payload, encode, signed_headers
 
 

@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from noderr_core.audit import Actor
 from noderr_core.email import render_email
-from noderr_core.models import AuditLogEntry, Node, NodeStatus, OutboxMessage
-from noderr_core.models.network import Alert
+from noderr_core.tables import AuditLogEntry, Node, NodeStatus, OutboxMessage
+from noderr_core.tables.network import Alert
 from noderr_core.network import (
     CLOSE_NODE_SUSPENDED,
     close_alert,

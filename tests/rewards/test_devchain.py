@@ -6,7 +6,7 @@ import httpx
 import pytest
 from eth_account import Account
 
-from noderr_core.chain.devchain import service_spec
+from noderr_local.devchain import service_spec
 from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY, Settings
 from tests.support.chain import OPERATOR_KEYS
 

@@ -16,8 +16,8 @@ from noderr_core.chain.addresses import save_addresses
 from noderr_core.chain.claims import submit_claim
 from noderr_core.chain.client import ChainClient, make_web3, node_id_bytes32
 from noderr_core.chain.deploy import deploy_contracts
-from noderr_core.models import Node, OutboxMessage
-from noderr_core.models.rewards import EpochStatus, RewardEpoch
+from noderr_core.tables import Node, OutboxMessage
+from noderr_core.tables.rewards import EpochStatus, RewardEpoch
 from noderr_core.outbox import enqueue
 from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY, Settings
 from noderr_pipelines.definitions import defs as reward_defs

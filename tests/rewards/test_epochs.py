@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, text
 
-from noderr_core.models.rewards import EpochStatus, NodeReward, OperatorReward, RewardEpoch, RewardLeaf
+from noderr_core.tables.rewards import EpochStatus, NodeReward, OperatorReward, RewardEpoch, RewardLeaf
 from noderr_core.rewards.epochs import compute_epoch
 from noderr_core.rewards.merkle import build_tree, verify_proof
 from noderr_core.rewards.scoring import SLOTS_PER_DAY, largest_remainder_split, score_node
@@ -224,7 +224,7 @@ def test_epoch_on_postgresql_with_generated_telemetry_matches_a_reference(pg_url
 
 
 def test_publication_is_queued_once_per_epoch_and_root(session_factory, past_days):
-    from noderr_core.models import OutboxMessage
+    from noderr_core.tables import OutboxMessage
 
     d1, d2, _ = past_days
     with session_factory() as s:

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from noderr_core.models import Heartbeat
+from noderr_core.tables import Heartbeat
 from noderr_core.rewards.epochs import compute_epoch
 from noderr_core.timeutil import utcnow
 

@@ -10,14 +10,14 @@ from sqlalchemy import func, select, update
 
 from noderr_core.chain.client import ChainClient, make_web3, node_id_bytes32
 from noderr_core.chain.relay import relay_due_chain_messages
-from noderr_core.models import Node, OutboxAttempt, OutboxMessage
-from noderr_core.models.rewards import ChainTransaction, EpochStatus, RewardEpoch
+from noderr_core.tables import Node, OutboxAttempt, OutboxMessage
+from noderr_core.tables.rewards import ChainTransaction, EpochStatus, RewardEpoch
 from noderr_core.outbox import enqueue
 from noderr_core.rewards.epochs import compute_epoch
 from noderr_core.rewards.tree import build_epoch_tree, queue_root_publication
 from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY, Settings
 from noderr_core.timeutil import utcnow
-from tests.support.procs import free_port
+from noderr_local.process import free_port
 from tests.support.rewards import add_heartbeats, day_start, make_operator, make_reward_node
 
 POOL = 500 * 10**18
@@ -30,7 +30,7 @@ def settings(db_url, tmp_path):
 
 def _register_row(session, node):
     """The row provisioning (onboarding area) enqueues for an approved node."""
-    from noderr_core.models import Operator
+    from noderr_core.tables import Operator
 
     wallet = session.get(Operator, node.operator_id).wallet_address
     return enqueue(session, kind="chain", idempotency_key=f"chain:register_node:{node.id}",

@@ -79,7 +79,7 @@ def make_pending_application(session, *, full_name: str = "Ada Lovelace", email:
     from eth_account import Account
 
     from noderr_core.audit import Actor
-    from noderr_core.models import OperatorApplication
+    from noderr_core.tables import OperatorApplication
     from noderr_core.onboarding.screening import screen_application
 
     email = email or f"{full_name.split()[0].lower()}-{secrets.token_hex(3)}@example.com"

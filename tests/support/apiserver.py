@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.procs import free_port, stop_process, wait_for
+from noderr_local.process import free_port, stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

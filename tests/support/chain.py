@@ -18,9 +18,9 @@ from eth_account import Account
 from noderr_core.chain.addresses import ChainAddresses, save_addresses
 from noderr_core.chain.client import ChainClient, make_web3
 from noderr_core.chain.deploy import deploy_contracts
-from noderr_core.chain.devchain import ganache_argv, rpc_chain_id
+from noderr_local.devchain import ganache_argv, rpc_chain_id
 from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY
-from tests.support.procs import free_port, stop_process, wait_for
+from noderr_local.process import free_port, stop_process, wait_for
 
 # Keys of Ganache's deterministic accounts 1 and 2 (account 0 is the platform signer); they hold
 # ETH on the dev chain, so tests can sign as operators. tests/rewards/test_devchain.py checks them.

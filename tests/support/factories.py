@@ -7,7 +7,7 @@ import secrets
 import pytest
 from eth_account import Account
 
-from noderr_core.models import Node, NodeStatus, Operator
+from noderr_core.tables import Node, NodeStatus, Operator
 from noderr_core.security import NODE_KEY_PREFIX, issue_api_key
 
 

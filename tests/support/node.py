@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.procs import free_port, stop_process
+from noderr_local.process import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from noderr_core.models import AdminUser, NodeStatus
+from noderr_core.tables import AdminUser, NodeStatus
 from noderr_core.security import hash_password
 from noderr_core.timeutil import utcnow
 from tests.support.factories import make_node
@@ -43,6 +43,6 @@ def node_with_heartbeat_age(session_factory):
 
 
 def node_operator_email(session, node) -> str:
-    from noderr_core.models import Operator
+    from noderr_core.tables import Operator
 
     return session.get(Operator, node.operator_id).email

@@ -9,8 +9,8 @@ import pytest
 from eth_account import Account
 from sqlalchemy import insert, select
 
-from noderr_core.models import Heartbeat, Node, Operator
-from noderr_core.models.tasks import Client, Task, TaskAssignment
+from noderr_core.tables import Heartbeat, Node, Operator
+from noderr_core.tables.tasks import Client, Task, TaskAssignment
 from noderr_core.security import NODE_KEY_PREFIX, issue_api_key
 
 

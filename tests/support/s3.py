@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from noderr_core.storage.seaweed import start_seaweed
+from noderr_local.seaweed import start_seaweed
 
 
 @pytest.fixture(scope="session")

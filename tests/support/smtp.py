@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from noderr_core.mailbox import MailboxHandler, MailboxMessage, read_mailbox
-from tests.support.procs import free_port, port_open, wait_for
+from noderr_local.mailbox import MailboxHandler, MailboxMessage, read_mailbox
+from noderr_local.process import free_port, port_open, wait_for
 
 
 class SmtpTestServer:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from noderr_core.audit import Actor
 from noderr_core.modelstore.packaging import sign_manifest
-from noderr_core.models.model_registry import ModelVersion, ModelVersionStatus
+from noderr_core.tables.model_registry import ModelVersion, ModelVersionStatus
 from noderr_core.tasks import create_client
 from noderr_core.timeutil import utcnow
 from noderr_protocol.models import ModelManifest, TensorSpec

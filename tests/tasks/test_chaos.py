@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import func, select, text
 
 from noderr_core.db import make_engine, make_session_factory
-from noderr_core.models import Operator
-from noderr_core.models.tasks import NodeReliability, Task, TaskAssignment
+from noderr_core.tables import Operator
+from noderr_core.tables.tasks import NodeReliability, Task, TaskAssignment
 from noderr_core.audit import Actor
 from noderr_core.tasks import create_client, submit_tasks
 from noderr_protocol.tasks import SubmitTasksRequest

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from noderr_core.cli import main
+from noderr_cli.main import main
 from noderr_core.db import engine_for_url, make_session_factory
 from noderr_core.settings import get_settings
 from noderr_core.tasks import authenticate_client

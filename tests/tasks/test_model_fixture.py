@@ -11,7 +11,7 @@ from noderr_core.keys import model_signing_key
 from noderr_core.modelstore.beacon import build_signed_beacon
 from noderr_core.modelstore.packaging import sign_manifest
 from noderr_core.modelstore.registry import promote_model_version, publish_model_version
-from noderr_core.models.model_registry import ModelVersion
+from noderr_core.tables.model_registry import ModelVersion
 from noderr_core.settings import Settings
 from noderr_core.storage.s3 import make_presign_client
 from noderr_protocol.signing import public_key_hex

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from noderr_core.models.tasks import NodeReliability, TaskAssignment
+from noderr_core.tables.tasks import NodeReliability, TaskAssignment
 from noderr_core.tasks import get_tasks, node_reliability_summary
 from noderr_core.tasks.comparison import outputs_agree
 from noderr_core.timeutil import utcnow
@@ -58,7 +58,7 @@ def node_reliability_summary_via(session_factory, node_id):
 def test_replicas_go_to_distinct_operators(session_factory, task_world):
     a, _ = task_world.node()
     with session_factory() as s:
-        from noderr_core.models import Operator
+        from noderr_core.tables import Operator
 
         op = s.get(Operator, a.operator_id)
         s.expunge(op)

@@ -7,7 +7,7 @@ Revises: 0001
 from alembic import op
 import sqlalchemy as sa
 
-import noderr_core.models.base
+import noderr_core.tables.base
 
 revision = "0002"
 down_revision = "0001"
@@ -34,11 +34,11 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=512), nullable=False),
         sa.Column("parent_version", sa.Integer(), nullable=True),
         sa.Column("metrics", sa.JSON(), nullable=False),
-        sa.Column("created_at", noderr_core.models.base.UTCDateTime(), nullable=False),
-        sa.Column("published_at", noderr_core.models.base.UTCDateTime(), nullable=False),
-        sa.Column("status_changed_at", noderr_core.models.base.UTCDateTime(), nullable=False),
-        sa.Column("activated_at", noderr_core.models.base.UTCDateTime(), nullable=True),
-        sa.Column("retired_at", noderr_core.models.base.UTCDateTime(), nullable=True),
+        sa.Column("created_at", noderr_core.tables.base.UTCDateTime(), nullable=False),
+        sa.Column("published_at", noderr_core.tables.base.UTCDateTime(), nullable=False),
+        sa.Column("status_changed_at", noderr_core.tables.base.UTCDateTime(), nullable=False),
+        sa.Column("activated_at", noderr_core.tables.base.UTCDateTime(), nullable=True),
+        sa.Column("retired_at", noderr_core.tables.base.UTCDateTime(), nullable=True),
         sa.Column("published_by", sa.String(length=320), nullable=True),
         sa.CheckConstraint(
             "rollout_percent >= 0 AND rollout_percent <= 100",
@@ -55,7 +55,7 @@ def upgrade() -> None:
         "beacon_state",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("sequence", sa.BigInteger(), nullable=False),
-        sa.Column("updated_at", noderr_core.models.base.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", noderr_core.tables.base.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_beacon_state")),
     )
     # The single row every publish/promotion locks and bumps.
@@ -65,7 +65,7 @@ def upgrade() -> None:
         "model_rollout_events",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("sequence", sa.BigInteger(), nullable=False),
-        sa.Column("at", noderr_core.models.base.UTCDateTime(), nullable=False),
+        sa.Column("at", noderr_core.tables.base.UTCDateTime(), nullable=False),
         sa.Column("model_name", sa.String(length=63), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("action", sa.String(length=32), nullable=False),

@@ -7,7 +7,7 @@ Revises: 0002
 from alembic import op  # noqa: F401
 import sqlalchemy as sa  # noqa: F401
 
-import noderr_core.models.base  # noqa: F401
+import noderr_core.tables.base  # noqa: F401
 
 revision = "0003"
 down_revision = "0002"
@@ -16,7 +16,7 @@ depends_on = None
 
 
 def _dt():
-    return noderr_core.models.base.UTCDateTime()
+    return noderr_core.tables.base.UTCDateTime()
 
 
 def upgrade() -> None:

@@ -7,8 +7,8 @@ Revises: 0003
 from alembic import op
 import sqlalchemy as sa
 
-import noderr_core.models.base
-import noderr_core.models.rewards
+import noderr_core.tables.base
+import noderr_core.tables.rewards
 
 revision = "0004"
 down_revision = "0003"
@@ -17,11 +17,11 @@ depends_on = None
 
 
 def _dt():
-    return noderr_core.models.base.UTCDateTime()
+    return noderr_core.tables.base.UTCDateTime()
 
 
 def _amount():
-    return noderr_core.models.rewards.TokenAmount()
+    return noderr_core.tables.rewards.TokenAmount()
 
 
 def upgrade() -> None:

@@ -7,7 +7,7 @@ Revises: 0004
 from alembic import op
 import sqlalchemy as sa
 
-import noderr_core.models.base
+import noderr_core.tables.base
 
 revision = "0005"
 down_revision = "0004"
@@ -21,8 +21,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("node_id", sa.String(length=40), nullable=False),
-        sa.Column("opened_at", noderr_core.models.base.UTCDateTime(), nullable=False),
-        sa.Column("closed_at", noderr_core.models.base.UTCDateTime(), nullable=True),
+        sa.Column("opened_at", noderr_core.tables.base.UTCDateTime(), nullable=False),
+        sa.Column("closed_at", noderr_core.tables.base.UTCDateTime(), nullable=True),
         sa.Column("details", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(["node_id"], ["nodes.id"], name=op.f("fk_alerts_node_id_nodes")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alerts")),

@@ -14,7 +14,7 @@ import json
 import dagster as dg
 from sqlalchemy import select
 
-from noderr_core.models import ApplicationStatus, OperatorApplication, OutboxKind
+from noderr_core.tables import ApplicationStatus, OperatorApplication, OutboxKind
 from noderr_core.outbox import due_ids
 from noderr_pipelines.defs.onboarding.jobs import (
     carry_out_decision_job,

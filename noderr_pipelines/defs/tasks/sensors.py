@@ -9,7 +9,7 @@ from datetime import datetime
 import dagster as dg
 from sqlalchemy import func, select
 
-from noderr_core.models.tasks import Task
+from noderr_core.tables.tasks import Task
 from noderr_core.timeutil import utcnow
 from noderr_pipelines.defs.tasks.jobs import overdue_tasks_job
 from noderr_pipelines.resources import DatabaseResource

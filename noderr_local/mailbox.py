@@ -4,7 +4,7 @@ It stands in for a real SMTP relay in the local stack: the platform's email rela
 real SMTP, and a person reads the result under ``<state_dir>/mailbox/`` (one ``.eml`` file per
 message plus ``index.jsonl``), with ``noderr mailbox list``, or through `read_mailbox`.
 
-Run: ``python -m noderr_core.mailbox --host 127.0.0.1 --port 8025 --dir .noderr/mailbox``
+Run: ``python -m noderr_local.mailbox --host 127.0.0.1 --port 8025 --dir .noderr/mailbox``
 """
 
 from __future__ import annotations
@@ -130,13 +130,13 @@ def service_spec(settings):
     """The mailbox as a local-stack service, listening where NODERR_SMTP_URL points."""
     import sys
 
-    from noderr_core.devstack import ServiceSpec, port_open
+    from noderr_local.process import ServiceSpec, port_open
 
     host, port = smtp_host_port(settings.smtp_url)
     directory = mailbox_dir(settings.state_dir)
     return ServiceSpec(
         name="mailbox",
-        argv=[sys.executable, "-m", "noderr_core.mailbox", "--host", host, "--port", str(port),
+        argv=[sys.executable, "-m", "noderr_local.mailbox", "--host", host, "--port", str(port),
               "--dir", str(directory)],
         url=f"smtp://{host}:{port}  (messages in {directory}; `noderr mailbox list`)",
         ready=lambda: port_open(host, port),
@@ -170,26 +170,6 @@ def format_listing(messages: list[MailboxMessage]) -> str:
         lines.append(f"{m.received_at:%Y-%m-%d %H:%M:%S}  to {', '.join(m.to)}  {m.subject}")
         lines.extend(f"    {link}" for link in m.links)
     return "\n".join(lines)
-
-
-def _click_group():
-    import click
-
-    @click.group("mailbox")
-    def mailbox_commands() -> None:
-        """The local SMTP mailbox (messages the platform sent in the local stack)."""
-
-    @mailbox_commands.command("list")
-    @click.option("--dir", "directory", type=click.Path(path_type=Path), default=None,
-                  help="mailbox directory (default: <NODERR_STATE_DIR>/mailbox)")
-    def list_messages(directory: Path | None) -> None:
-        """Print each message's date, recipient, subject and links."""
-        from noderr_core.settings import get_settings
-
-        root = directory or mailbox_dir(get_settings().state_dir)
-        click.echo(format_listing(read_mailbox(root)))
-
-    return mailbox_commands
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from noderr_core.models.base import Base
+from noderr_core.tables.base import Base
 from noderr_core.timeutil import utcnow
 
 

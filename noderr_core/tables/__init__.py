@@ -3,8 +3,8 @@
 Each domain has its own module; importing this package registers every table on Base.metadata.
 """
 
-from noderr_core.models.base import Base
-from noderr_core.models.onboarding import (
+from noderr_core.tables.base import Base
+from noderr_core.tables.onboarding import (
     AdminSession,
     AdminUser,
     ApplicationStatus,
@@ -18,14 +18,14 @@ from noderr_core.models.onboarding import (
     OperatorApplication,
     WebhookDeadLetter,
 )
-from noderr_core.models.outbox import OutboxAttempt, OutboxKind, OutboxMessage, OutboxStatus
-from noderr_core.models.telemetry import Heartbeat
+from noderr_core.tables.outbox import OutboxAttempt, OutboxKind, OutboxMessage, OutboxStatus
+from noderr_core.tables.telemetry import Heartbeat
 
 # Domain modules owned by later work register their tables on import.
-from noderr_core.models import model_registry as _model_registry  # noqa: E402,F401
-from noderr_core.models import tasks as _tasks  # noqa: E402,F401
-from noderr_core.models import rewards as _rewards  # noqa: E402,F401
-from noderr_core.models import network as _network  # noqa: E402,F401
+from noderr_core.tables import model_registry as _model_registry  # noqa: E402,F401
+from noderr_core.tables import tasks as _tasks  # noqa: E402,F401
+from noderr_core.tables import rewards as _rewards  # noqa: E402,F401
+from noderr_core.tables import network as _network  # noqa: E402,F401
 
 __all__ = [
     "AdminSession",

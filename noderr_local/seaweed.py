@@ -19,7 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlparse
 
-from noderr_core.devstack import ServiceSpec, free_port, port_open, stop_process_group
+from noderr_local.process import ServiceSpec, free_port, port_open, stop_process_group
 from noderr_core.settings import Settings
 
 # `weed mini` flushes volumes and deregisters on SIGTERM; give it time before SIGKILL.

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from noderr_core.models.base import Base
+from noderr_core.tables.base import Base
 from noderr_core.timeutil import utcnow
 
 

@@ -39,27 +39,18 @@ def dev_up() -> None:
 
     Runs in the foreground, prints the URLs, and stops everything on Ctrl-C.
     """
-    from noderr_core.devstack import run_dev_stack_forever
+    from noderr_local.stack import run_dev_stack_forever
 
     run_dev_stack_forever(get_settings())
 
 
-from noderr_core.chain.cli import chain as _chain_commands  # noqa: E402
+from noderr_cli.chain import chain as _chain_commands  # noqa: E402
+from noderr_cli.clients import clients as _clients_commands  # noqa: E402
+from noderr_cli.mailbox import mailbox as _mailbox_commands  # noqa: E402
+from noderr_cli.models import models as _models_commands  # noqa: E402
 
-main.add_command(_chain_commands)
-
-from noderr_core.mailbox import _click_group as _mailbox_commands  # noqa: E402
-
-main.add_command(_mailbox_commands())
-
-
-from noderr_core.tasks.cli import clients as _clients_commands  # noqa: E402
-
-main.add_command(_clients_commands)
-
-from noderr_core.modelstore.cli import models as _models_commands  # noqa: E402
-
-main.add_command(_models_commands)
+for _group in (_chain_commands, _mailbox_commands, _clients_commands, _models_commands):
+    main.add_command(_group)
 
 
 @main.command("demo")

@@ -12,7 +12,7 @@ import json
 import urllib.request
 from urllib.parse import urlparse
 
-from noderr_core.devstack import ServiceSpec
+from noderr_local.process import ServiceSpec
 from noderr_core.settings import PROJECT_ROOT, Settings
 
 # Ganache's `--wallet.deterministic` mnemonic; account 0's key is settings.LOCAL_CHAIN_SIGNER_KEY.

@@ -1,0 +1,3 @@
+from noderr_cli.main import main
+
+main()
