@@ -82,12 +82,14 @@ def chain_status() -> None:
 @click.option("--limit", default=50, show_default=True, help="Most outbox rows to send in this run.")
 def chain_relay(limit: int) -> None:
     """Send due chain outbox rows once (the Dagster relay job does this on a sensor)."""
-    from noderr_core.chain.relay import relay_due_chain_messages
-    from noderr_core.db import engine_for_url
+    from noderr_core.chain.relay import ChainHandler
+    from noderr_core.db import engine_for_url, make_session_factory
+    from noderr_core.outbox import relay_due
 
     settings = _settings()
-    report = relay_due_chain_messages(engine_for_url(settings.resolved_database_url), settings, limit=limit)
-    click.echo(json.dumps(report.as_dict(), indent=2))
+    factory = make_session_factory(engine_for_url(settings.resolved_database_url))
+    report = relay_due(factory, ChainHandler(settings), limit=limit)
+    click.echo(json.dumps(report.as_metadata() | {"messages": report.messages}, indent=2, default=str))
 
 
 @chain.command("claim")

@@ -14,7 +14,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
-from noderr_core.tables import DownloadToken, Node, NodeStatus, Operator, OutboxMessage
+from noderr_core.outbox import enqueue
+from noderr_core.tables import DownloadToken, Node, NodeStatus, Operator, OutboxKind, OutboxMessage
 from noderr_core.settings import Settings
 from noderr_core.timeutil import utcnow
 
@@ -54,11 +55,9 @@ def _next_sequence(session: Session, key_prefix: str, first: int) -> int:
 
 
 def _enqueue_chain(session: Session, *, idempotency_key: str, payload: dict, node_id: str) -> None:
-    from noderr_core.outbox import enqueue  # onboarding area's generic outbox
-
     enqueue(
         session,
-        kind="chain",
+        kind=OutboxKind.CHAIN,
         idempotency_key=idempotency_key,
         payload=payload,
         subject_type="node",

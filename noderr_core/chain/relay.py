@@ -1,13 +1,15 @@
-"""The chain outbox relay: executes kind="chain" outbox rows against the contracts.
+"""The chain handler of the outbox relay: executes OutboxKind.CHAIN rows against the contracts.
+
+Run it with `relay_due(session_factory, ChainHandler(settings))`.
 
 For each claimed row the relay first reads on-chain state; if the effect is already there (a
 previous attempt's transaction was mined after we lost track of it, or someone else did it) the row
 succeeds without a transaction. Otherwise it sends one transaction and waits for its receipt. That
 gives exactly one effect per idempotency key under at-least-once delivery:
 
-* RPC down / receipt timeout  -> `record_failure(retryable=True)`: backoff, nothing lost. The hash
+* RPC down / receipt timeout  -> `DeliveryFailed(retryable=True)`: backoff, nothing lost. The hash
   of a sent-but-unconfirmed transaction is kept in the attempt so the retry waits for it first.
-* revert                      -> `record_failure(retryable=False)`: the row is `failed` with the
+* revert                      -> `DeliveryFailed(retryable=False)`: the row is `failed` with the
   revert reason (Dagster run log, dashboard), unless the on-chain check shows the effect holds.
 
 Actions (payloads from the cross-area contract):
@@ -21,13 +23,15 @@ same node is superseded (the newest row states the desired on-chain state).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 
 from eth_utils import is_address, to_checksum_address
-from sqlalchemy import Engine, select
-from web3.exceptions import TransactionNotFound
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+from web3.exceptions import TransactionNotFound
 
 from noderr_core.chain.addresses import ChainNotDeployed
 from noderr_core.chain.client import (
@@ -37,16 +41,14 @@ from noderr_core.chain.client import (
     TxReceipt,
     node_id_bytes32,
 )
-from noderr_core.db import make_session_factory
-from noderr_core.tables import Node, OutboxAttempt, OutboxMessage
-from noderr_core.tables.rewards import ChainTransaction, RewardEpoch
-from noderr_core.outbox import claim_due, record_failure, record_success
+from noderr_core.outbox.relay import Delivered, DeliveryFailed, OutboxHandler, SessionFactory
 from noderr_core.settings import Settings
+from noderr_core.tables import Node, OutboxAttempt, OutboxKind, OutboxMessage
+from noderr_core.tables.rewards import ChainTransaction, RewardEpoch
 from noderr_core.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-CHAIN_KIND = "chain"
 NODE_ACTIONS = ("register_node", "deregister_node")
 
 
@@ -65,20 +67,6 @@ class ActionOutcome:
         if self.receipt:
             out |= self.receipt.as_dict()
         return out
-
-
-@dataclass
-class RelayReport:
-    claimed: int = 0
-    mined: int = 0
-    already_done: int = 0
-    superseded: int = 0
-    retrying: int = 0
-    failed: int = 0
-    messages: list[dict] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
 
 
 # ---- actions -----------------------------------------------------------------------------------
@@ -176,7 +164,7 @@ def _send_checked(client: ChainClient, fn, *, done) -> TxReceipt | None:
         raise
 
 
-# ---- relay loop --------------------------------------------------------------------------------
+# ---- handler ------------------------------------------------------------------------------------
 
 def _pending_tx_hash(session: Session, msg_id: int) -> str | None:
     last = session.scalar(
@@ -190,7 +178,7 @@ def _pending_tx_hash(session: Session, msg_id: int) -> str | None:
 def _superseded_by_newer(session: Session, msg: OutboxMessage, node_id: str) -> int | None:
     newer = session.scalars(
         select(OutboxMessage).where(
-            OutboxMessage.kind == CHAIN_KIND,
+            OutboxMessage.kind == OutboxKind.CHAIN,
             OutboxMessage.subject_id == node_id,
             OutboxMessage.id > msg.id,
         )
@@ -245,15 +233,15 @@ def execute_message(client: ChainClient, msg: OutboxMessage, ctx: MessageContext
     return handler(client, payload)
 
 
-def _apply_success(session: Session, msg: OutboxMessage, outcome: ActionOutcome) -> None:
+def _apply_success(session: Session, msg: OutboxMessage, outcome: str) -> None:
     payload = msg.payload or {}
     action = payload.get("action")
     now = utcnow()
-    if action == "register_node" and outcome.outcome in ("mined", "already_done"):
+    if action == "register_node" and outcome in ("mined", "already_done"):
         node = session.get(Node, payload.get("node_id"))
         if node is not None:
             node.chain_registered_at = node.chain_registered_at or now
-    elif action == "deregister_node" and outcome.outcome in ("mined", "already_done"):
+    elif action == "deregister_node" and outcome in ("mined", "already_done"):
         node = session.get(Node, payload.get("node_id"))
         if node is not None:
             node.chain_registered_at = None
@@ -277,88 +265,82 @@ def _subject(payload: dict) -> str | None:
     return payload.get("node_id") or payload.get("epoch_date")
 
 
-def relay_due_chain_messages(
-    engine: Engine,
-    settings: Settings,
-    *,
-    client: ChainClient | None = None,
-    limit: int = 20,
-    lock_seconds: float = 300,
-) -> RelayReport:
-    """Claim due chain rows and execute each; one transaction per row for its outcome."""
-    factory = make_session_factory(engine)
-    report = RelayReport()
-    with factory() as session:
-        claimed = claim_due(session, kind=CHAIN_KIND, limit=limit, lock_seconds=lock_seconds)
-        session.commit()
-    report.claimed = len(claimed)
-    if not claimed:
-        return report
-    client_error: str | None = None
-    if client is None:
-        try:
-            client = ChainClient.from_settings(settings)
-        except ChainNotDeployed as exc:
-            client_error = str(exc)
-    for msg in claimed:
-        _relay_one(factory, client, msg, report, client_error)
-    return report
+class ChainDeliveryFailed(DeliveryFailed):
+    """A failed chain action, with what the chain transaction log records about it."""
+
+    def __init__(self, error: str, *, retryable: bool, action: str, reason: str,
+                 outcome: str | None = None, tx_hash: str | None = None, detail: dict | None = None):
+        super().__init__(error, retryable=retryable, detail=detail)
+        self.action, self.reason, self.outcome, self.tx_hash = action, reason, outcome, tx_hash
 
 
-def _relay_one(factory, client: ChainClient | None, msg: OutboxMessage, report: RelayReport,
-               client_error: str | None) -> None:
-    payload = msg.payload or {}
-    action = str(payload.get("action"))
-    entry = {"id": msg.id, "key": msg.idempotency_key, "action": action}
-    with factory() as session:
-        ctx = load_message_context(session, msg)
-        session.commit()
-    with factory() as session:
+class ChainHandler(OutboxHandler):
+    """Executes chain rows; `client=None` builds one from the settings when rows are due."""
+
+    kind = OutboxKind.CHAIN
+    lock_seconds = 300.0
+    default_limit = 20
+
+    def __init__(self, settings: Settings, *, client: ChainClient | None = None):
+        self.settings = settings
+        self.client = client
+        self._client_error: str | None = None
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        if self.client is None:
+            try:
+                self.client = ChainClient.from_settings(self.settings)
+            except ChainNotDeployed as exc:
+                self._client_error = str(exc)  # every row is retried later with this reason
+        yield
+
+    def describe(self, msg: OutboxMessage) -> dict:
+        return {"action": str((msg.payload or {}).get("action"))}
+
+    def deliver(self, session_factory: SessionFactory, msg: OutboxMessage) -> Delivered:
+        action = str((msg.payload or {}).get("action"))
+        with session_factory() as session:
+            ctx = load_message_context(session, msg)
+            session.commit()
         try:
-            if client is None:
-                raise ChainUnavailable(client_error or "no chain client")
-            outcome = execute_message(client, msg, ctx)
+            if self.client is None:
+                raise ChainUnavailable(self._client_error or "no chain client")
+            outcome = execute_message(self.client, msg, ctx)
         except (BadChainMessage, TransactionReverted) as exc:
-            session.rollback()
             reverted = isinstance(exc, TransactionReverted)
             reason = exc.reason if reverted else str(exc)
             tx_hash = exc.tx_hash if reverted else None
             error = f"{action} reverted: {reason}" if reverted else f"{action} rejected: {reason}"
-            row = record_failure(session, msg, error, retryable=False,
-                                 detail={"tx_hash": tx_hash} if tx_hash else {})
-            session.add(ChainTransaction(outbox_id=msg.id, action=action[:32], subject=_subject(payload),
-                                         outcome="reverted" if reverted else "invalid",
-                                         tx_hash=tx_hash, revert_reason=reason))
-            if action == "publish_root":
-                _update_epoch_from_row(session, row)
-            session.commit()
-            report.failed += 1
             log.warning("chain outbox %s (%s) failed permanently: %s", msg.id, msg.idempotency_key, error)
-            report.messages.append(entry | {"status": "failed", "error": error})
-            return
+            raise ChainDeliveryFailed(error, retryable=False, action=action, reason=reason,
+                                      outcome="reverted" if reverted else "invalid", tx_hash=tx_hash,
+                                      detail={"tx_hash": tx_hash} if tx_hash else {}) from exc
         except ChainUnavailable as exc:
-            session.rollback()
-            detail = {"pending_tx_hash": exc.tx_hash} if exc.tx_hash else {}
-            row = record_failure(session, msg, str(exc), retryable=True, detail=detail)
-            if action == "publish_root":
-                _update_epoch_from_row(session, row)
-            session.commit()
-            if row.status == "failed":
-                report.failed += 1
-            else:
-                report.retrying += 1
             log.info("chain outbox %s will be retried: %s", msg.id, exc)
-            report.messages.append(entry | {"status": row.status, "error": str(exc)})
-            return
-        row = record_success(session, msg, outcome.result())
-        receipt = outcome.receipt
+            raise ChainDeliveryFailed(str(exc), retryable=True, action=action, reason=str(exc),
+                                      detail={"pending_tx_hash": exc.tx_hash} if exc.tx_hash else {}
+                                      ) from exc
+        return Delivered(outcome.outcome, outcome.result(), evidence=outcome.receipt)
+
+    def on_success(self, session: Session, row: OutboxMessage, delivered: Delivered) -> None:
+        payload = row.payload or {}
+        receipt: TxReceipt | None = delivered.evidence
         session.add(ChainTransaction(
-            outbox_id=msg.id, action=action, subject=_subject(payload), outcome=outcome.outcome,
+            outbox_id=row.id, action=str(payload.get("action")), subject=_subject(payload),
+            outcome=delivered.outcome,
             tx_hash=receipt.tx_hash if receipt else None,
             block_number=receipt.block_number if receipt else None,
             gas_used=receipt.gas_used if receipt else None,
         ))
-        _apply_success(session, row, outcome)
-        session.commit()
-        setattr(report, outcome.outcome, getattr(report, outcome.outcome) + 1)
-        report.messages.append(entry | {"status": "sent"} | outcome.result())
+        _apply_success(session, row, delivered.outcome)
+
+    def on_failure(self, session: Session, row: OutboxMessage, failure: DeliveryFailed) -> None:
+        payload = row.payload or {}
+        action = str(payload.get("action"))
+        if isinstance(failure, ChainDeliveryFailed) and failure.outcome is not None:
+            session.add(ChainTransaction(outbox_id=row.id, action=action[:32], subject=_subject(payload),
+                                         outcome=failure.outcome, tx_hash=failure.tx_hash,
+                                         revert_reason=failure.reason))
+        if action == "publish_root":
+            _update_epoch_from_row(session, row)

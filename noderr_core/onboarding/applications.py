@@ -102,3 +102,24 @@ def _admin_id(session: Session, actor: Actor) -> int | None:
     except ValueError:
         return None
     return admin_id if session.get(AdminUser, admin_id) is not None else None
+
+
+def applications_awaiting_screening(session: Session, *, limit: int) -> list[tuple[int, int]]:
+    """(id, status_version) of received applications, oldest first (read-only; the screening sensor)."""
+    rows = session.execute(
+        select(OperatorApplication.id, OperatorApplication.status_version)
+        .where(OperatorApplication.status == ApplicationStatus.RECEIVED)
+        .order_by(OperatorApplication.id).limit(limit)
+    )
+    return [(r.id, r.status_version) for r in rows]
+
+
+def decisions_awaiting_execution(session: Session, *, limit: int) -> list[tuple[int, int]]:
+    """(id, status_version) of approved/rejected applications not yet carried out (read-only)."""
+    rows = session.execute(
+        select(OperatorApplication.id, OperatorApplication.status_version)
+        .where(OperatorApplication.status.in_([ApplicationStatus.APPROVED, ApplicationStatus.REJECTED]),
+               OperatorApplication.processed_at.is_(None))
+        .order_by(OperatorApplication.id).limit(limit)
+    )
+    return [(r.id, r.status_version) for r in rows]

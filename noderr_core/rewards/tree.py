@@ -19,7 +19,8 @@ from functools import lru_cache
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from noderr_core.tables import OutboxMessage, OutboxStatus
+from noderr_core.outbox import enqueue
+from noderr_core.tables import OutboxKind, OutboxMessage, OutboxStatus
 from noderr_core.tables.rewards import EpochStatus, OperatorReward, RewardEpoch, RewardLeaf
 from noderr_core.rewards.merkle import MerkleTree, build_tree
 from noderr_core.timeutil import utcnow
@@ -140,8 +141,6 @@ def latest_published_epoch(session: Session) -> RewardEpoch | None:
 
 def queue_root_publication(session: Session, epoch_date: date) -> PublishDecision:
     """Enqueue the epoch's root for the chain relay, once per (epoch, root); the caller commits."""
-    from noderr_core.outbox import enqueue
-
     epoch = get_epoch(session, epoch_date)
     if epoch.status == EpochStatus.COMPUTED or epoch.tree_built_at is None:
         raise EpochNotComputed(f"the tree of epoch {epoch_date.isoformat()} is not built yet")
@@ -165,7 +164,7 @@ def queue_root_publication(session: Session, epoch_date: date) -> PublishDecisio
     key = publish_idempotency_key(epoch_date, epoch.merkle_root)
     msg = enqueue(
         session,
-        kind="chain",
+        kind=OutboxKind.CHAIN,
         idempotency_key=key,
         payload={
             "action": PUBLISH_ACTION,

@@ -418,3 +418,14 @@ def release_tasks(
             .values(leasable_at=now)
         )
     return ReleaseOutcome(released, refused)
+
+
+def overdue_task_summary(session: Session, now: datetime | None = None) -> tuple[int, datetime | None]:
+    """(how many undecided tasks are past their deadline, the latest such deadline); read-only."""
+    now = now or utcnow()
+    count, latest = session.execute(
+        select(func.count(), func.max(T.c.deadline_at)).where(
+            T.c.leasable_at.is_not(None), T.c.deadline_at.is_not(None), T.c.deadline_at <= now
+        )
+    ).one()
+    return int(count or 0), latest

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from noderr_core.email import UnknownEmailTemplate, enqueue_email
-from noderr_core.email.relay import relay_due_emails
+from noderr_core.email.relay import EmailHandler
 from noderr_core.tables import OutboxAttempt, OutboxMessage
-from noderr_core.outbox import claim_due, enqueue, record_failure, record_success
+from noderr_core.outbox import claim_due, enqueue, record_failure, record_success, relay_due
 from noderr_core.settings import Settings
 from noderr_core.timeutil import utcnow
 
@@ -134,7 +134,7 @@ def test_relay_sends_html_and_text_and_wipes_the_sealed_link(session_factory, sm
     with session_factory() as s:
         row = s.scalars(select(OutboxMessage)).one()
         assert "SECRET123" not in str(row.payload)  # sealed at rest
-    report = relay_due_emails(session_factory, _settings(smtp_server.url, tmp_path))
+    report = relay_due(session_factory, EmailHandler(_settings(smtp_server.url, tmp_path)))
     assert report.sent == [row.id]
     [mail] = smtp_server.messages()
     assert mail.subject == "Your Noderr node node_1 is approved"
@@ -148,7 +148,7 @@ def test_relay_sends_html_and_text_and_wipes_the_sealed_link(session_factory, sm
         assert "sealed_context" not in row.payload
         assert row.result["message_id"] == mail.message_id
     # Nothing due: a second relay sends nothing.
-    assert relay_due_emails(session_factory, _settings(smtp_server.url, tmp_path)).claimed == 0
+    assert relay_due(session_factory, EmailHandler(_settings(smtp_server.url, tmp_path))).claimed == 0
     assert len(smtp_server.messages()) == 1
 
 
@@ -157,7 +157,7 @@ def test_smtp_down_keeps_messages_queued_then_sends_each_once(session_factory, s
     _queue_approval(session_factory, key="email:approval:1", to="a@example.com")
     _queue_approval(session_factory, key="email:approval:2", to="b@example.com")
     smtp_server.stop()
-    report = relay_due_emails(session_factory, settings)
+    report = relay_due(session_factory, EmailHandler(settings))
     assert report.sent == [] and len(report.retrying) == 2
     assert all("unreachable" in e for e in report.errors.values())
     with session_factory() as s:
@@ -166,13 +166,13 @@ def test_smtp_down_keeps_messages_queued_then_sends_each_once(session_factory, s
         assert s.scalar(select(func.count()).select_from(OutboxAttempt)) == 2
     # Still down later: another failed attempt, still queued.
     later = utcnow() + timedelta(hours=2)
-    assert len(relay_due_emails(session_factory, settings, now=later).retrying) == 2
+    assert len(relay_due(session_factory, EmailHandler(settings), now=later).retrying) == 2
     smtp_server.start()
     much_later = utcnow() + timedelta(hours=6)
-    report = relay_due_emails(session_factory, settings, now=much_later)
+    report = relay_due(session_factory, EmailHandler(settings), now=much_later)
     assert len(report.sent) == 2
     # And again: nothing more goes out.
-    assert relay_due_emails(session_factory, settings, now=much_later + timedelta(hours=6)).claimed == 0
+    assert relay_due(session_factory, EmailHandler(settings), now=much_later + timedelta(hours=6)).claimed == 0
     messages = smtp_server.messages()
     assert sorted(m.to[0] for m in messages) == ["a@example.com", "b@example.com"]
     with session_factory() as s:
@@ -190,5 +190,5 @@ def test_permanent_smtp_rejection_is_not_retried(session_factory, smtp_server, t
     smtp_server.handler = Refusing()
     smtp_server.start()
     _queue_approval(session_factory)
-    report = relay_due_emails(session_factory, _settings(smtp_server.url, tmp_path))
+    report = relay_due(session_factory, EmailHandler(_settings(smtp_server.url, tmp_path)))
     assert len(report.failed) == 1 and "550" in next(iter(report.errors.values()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from datetime import timedelta
 
 import dagster as dg
 import pytest
@@ -19,6 +20,7 @@ from sqlalchemy import func, select
 from api.main import create_app
 from noderr_core.audit import Actor
 from noderr_core.tables import (
+    ApplicationStatus,
     AuditLogEntry,
     BundleDownload,
     DownloadToken,
@@ -30,19 +32,18 @@ from noderr_core.tables import (
 from noderr_core.onboarding.applications import DecisionError, decide_application
 from noderr_core.onboarding.typeform import ingest_delivery, load_field_map
 from noderr_core.security import api_key_matches
+from noderr_core.timeutil import utcnow
 from noderr_pipelines.defs.onboarding import defs as onboarding_defs
-from noderr_pipelines.defs.onboarding.jobs import (
-    carry_out_decision_job,
-    relay_emails_job,
-    screen_application_job,
-)
+from noderr_pipelines.defs.onboarding.jobs import carry_out_decision_job, screen_application_job
 from noderr_pipelines.defs.onboarding.resources import OnboardingSettings
 from noderr_pipelines.defs.onboarding.sensors import (
     application_decision_sensor,
     application_screening_sensor,
-    email_relay_sensor,
 )
-from noderr_pipelines.resources import DatabaseResource
+from noderr_pipelines.defs.outbox import defs as outbox_defs
+from noderr_pipelines.defs.outbox.jobs import relay_emails_job
+from noderr_pipelines.defs.outbox.sensors import email_relay_sensor
+from noderr_pipelines.resources import ChainResource, DatabaseResource
 from tests.onboarding.conftest import application_payload, encode
 
 
@@ -87,7 +88,7 @@ def test_screening_sensor_requests_one_run_per_received_application(session_fact
     reqs = run_requests(result)
     assert [r.run_key for r in reqs] == [f"screen:{first}:1", f"screen:{second}:1"]
     assert reqs[0].run_config == {"ops": {"screen_application_op": {"config": {"application_id": first}}}}
-    assert json.loads(cursor) == {"requested": sorted([f"screen:{first}:1", f"screen:{second}:1"])}
+    assert sorted(json.loads(cursor)["requested"]) == sorted([f"screen:{first}:1", f"screen:{second}:1"])
     # Same state, same cursor: nothing new is requested.
     again, cursor2 = tick(application_screening_sensor, resources, cursor)
     assert run_requests(again) == [] and again.skip_reason is not None
@@ -97,7 +98,36 @@ def test_screening_sensor_requests_one_run_per_received_application(session_fact
     third = ingest(session_factory)
     later, cursor3 = tick(application_screening_sensor, resources, cursor2)
     assert [r.run_key for r in run_requests(later)] == [f"screen:{third}:1"]
-    assert json.loads(cursor3)["requested"] == sorted([f"screen:{second}:1", f"screen:{third}:1"])
+    assert sorted(json.loads(cursor3)["requested"]) == sorted([f"screen:{second}:1", f"screen:{third}:1"])
+
+
+def test_screening_sensor_asks_again_when_the_screening_run_failed_for_good(session_factory, resources):
+    app_id = ingest(session_factory)
+    first, cursor = tick(application_screening_sensor, resources)
+    assert [r.run_key for r in run_requests(first)] == [f"screen:{app_id}:1"]
+    # While the run may still be working, the sensor waits.
+    waiting, cursor = tick(application_screening_sensor, resources, cursor)
+    assert run_requests(waiting) == []
+    # The run failed for good (retries exhausted): the application is still `received`. Once its
+    # run had time to act (the cursor's request is aged past the re-ask delay), it is asked again
+    # under a new run key, since Dagster would never launch a second run with the first key.
+    with session_factory() as s:
+        assert s.get(OperatorApplication, app_id).status == ApplicationStatus.RECEIVED
+    ledger = json.loads(cursor)["requested"]
+    ledger[f"screen:{app_id}:1"][0] = (utcnow() - timedelta(minutes=11)).isoformat()
+    again, cursor = tick(application_screening_sensor, resources, json.dumps({"requested": ledger}))
+    [request] = run_requests(again)
+    assert request.run_key != f"screen:{app_id}:1" and request.run_key.startswith(f"screen:{app_id}:1")
+    assert request.run_config == {"ops": {"screen_application_op": {"config": {"application_id": app_id}}}}
+    assert json.loads(cursor)["requested"][f"screen:{app_id}:1"][1] == 2
+    # The second request backs off longer before a third (the delay grows with each request).
+    ledger = json.loads(cursor)["requested"]
+    ledger[f"screen:{app_id}:1"][0] = (utcnow() - timedelta(minutes=11)).isoformat()
+    assert run_requests(tick(application_screening_sensor, resources, json.dumps({"requested": ledger}))[0]) == []
+    # Once screened, it leaves the cursor.
+    run_job(screen_application_job, resources, app_id)
+    done, cursor = tick(application_screening_sensor, resources, cursor)
+    assert run_requests(done) == [] and json.loads(cursor)["requested"] == {}
 
 
 def test_idle_sensors_skip_with_a_reason(resources):
@@ -245,7 +275,8 @@ def test_approval_provisions_once_and_the_emailed_link_downloads_the_bundle(
 
 
 def test_whole_definitions_load():
-    defs = dg.Definitions.merge(onboarding_defs, dg.Definitions(resources={"database": DatabaseResource()}))
+    defs = dg.Definitions.merge(onboarding_defs, outbox_defs, dg.Definitions(
+        resources={"database": DatabaseResource(), "chain": ChainResource()}))
     repo = defs.get_repository_def()
     assert {"screen_application_job", "carry_out_decision_job", "relay_emails_job"} <= {
         j.name for j in repo.get_all_jobs()}

@@ -4,6 +4,7 @@ the public API hands out. Also: the Dagster definitions and the chain outbox sen
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import dagster as dg
@@ -22,10 +23,9 @@ from noderr_core.outbox import enqueue
 from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY, Settings
 from noderr_pipelines.definitions import defs as reward_defs
 from noderr_pipelines.defs.rewards.assets import reward_epoch, reward_merkle_root
-from noderr_pipelines.defs.rewards.jobs import chain_relay_job
-from noderr_pipelines.defs.rewards.resources import ChainResource
-from noderr_pipelines.defs.rewards.sensors import chain_outbox_sensor
-from noderr_pipelines.resources import DatabaseResource
+from noderr_pipelines.defs.outbox.jobs import chain_relay_job
+from noderr_pipelines.defs.outbox.sensors import chain_outbox_sensor
+from noderr_pipelines.resources import ChainResource, DatabaseResource
 from tests.support.chain import OPERATOR_KEYS
 from tests.support.rewards import add_heartbeats, add_judged_results, day_start, make_operator, make_reward_node
 
@@ -73,7 +73,8 @@ def test_register_compute_publish_and_claim_through_the_local_chain(
     # The sensor sees due rows and asks for one relay run; the same state asks for nothing more.
     db = DatabaseResource(database_url=db_url)
     result = chain_outbox_sensor(dg.build_sensor_context(cursor=None, resources={"database": db}))
-    assert len(result.run_requests) == 1 and result.cursor == result.run_requests[0].run_key
+    assert len(result.run_requests) == 1 and result.run_requests[0].run_key.startswith("chain-relay:")
+    assert len(json.loads(result.cursor)["requested"]) == 2  # both due rows handed to that run
     again = chain_outbox_sensor(dg.build_sensor_context(cursor=result.cursor, resources={"database": db}))
     assert isinstance(again, dg.SkipReason)
 

@@ -9,10 +9,11 @@ from eth_account import Account
 from sqlalchemy import func, select, update
 
 from noderr_core.chain.client import ChainClient, make_web3, node_id_bytes32
-from noderr_core.chain.relay import relay_due_chain_messages
+from noderr_core.chain.relay import ChainHandler
+from noderr_core.db import make_session_factory
 from noderr_core.tables import Node, OutboxAttempt, OutboxMessage
 from noderr_core.tables.rewards import ChainTransaction, EpochStatus, RewardEpoch
-from noderr_core.outbox import enqueue
+from noderr_core.outbox import enqueue, relay_due
 from noderr_core.rewards.epochs import compute_epoch
 from noderr_core.rewards.tree import build_epoch_tree, queue_root_publication
 from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY, Settings
@@ -50,8 +51,8 @@ def test_register_then_deregister_node_on_chain(engine, session_factory, setting
         node = make_reward_node(s, op, utcnow())
         _register_row(s, node)
         s.commit()
-    report = relay_due_chain_messages(engine, settings, client=eth_chain.client)
-    assert report.mined == 1 and report.failed == 0
+    report = relay_due(make_session_factory(engine), ChainHandler(settings, client=eth_chain.client))
+    assert report.outcomes["mined"] == 1 and len(report.failed) == 0
     reg = eth_chain.client.registry()
     assert reg.functions.is_active(node_id_bytes32(node.id)).call()
     assert reg.functions.operator_of(node_id_bytes32(node.id)).call() == op.wallet_address
@@ -64,7 +65,7 @@ def test_register_then_deregister_node_on_chain(engine, session_factory, setting
         enqueue(s, kind="chain", idempotency_key=f"chain:deregister_node:{node.id}:1",
                 payload={"action": "deregister_node", "node_id": node.id}, subject_type="node", subject_id=node.id)
         s.commit()
-    relay_due_chain_messages(engine, settings, client=eth_chain.client)
+    relay_due(make_session_factory(engine), ChainHandler(settings, client=eth_chain.client))
     assert not reg.functions.is_active(node_id_bytes32(node.id)).call()
     with session_factory() as s:
         assert s.get(Node, node.id).chain_registered_at is None
@@ -81,8 +82,8 @@ def test_an_effect_already_on_chain_sends_no_second_transaction(engine, session_
     eth_chain.client.transact(eth_chain.client.registry().functions.register_node(
         node_id_bytes32(node.id), op.wallet_address))
     block = eth_chain.w3.eth.block_number
-    report = relay_due_chain_messages(engine, settings, client=eth_chain.client)
-    assert report.already_done == 1 and report.mined == 0
+    report = relay_due(make_session_factory(engine), ChainHandler(settings, client=eth_chain.client))
+    assert report.outcomes["already_done"] == 1 and report.outcomes["mined"] == 0
     assert eth_chain.w3.eth.block_number == block  # no transaction
     with session_factory() as s:
         msg = s.scalar(select(OutboxMessage))
@@ -106,8 +107,8 @@ def _publishable_epoch(session_factory, day):
 def test_publish_under_retries_sends_one_transaction(engine, session_factory, settings, eth_chain, past_days):
     day = past_days[0]
     decision, _ = _publishable_epoch(session_factory, day)
-    report = relay_due_chain_messages(engine, settings, client=eth_chain.client)
-    assert report.mined == 1
+    report = relay_due(make_session_factory(engine), ChainHandler(settings, client=eth_chain.client))
+    assert report.outcomes["mined"] == 1
     dist = eth_chain.client.distributor()
     with session_factory() as s:
         epoch = s.scalar(select(RewardEpoch))
@@ -125,15 +126,15 @@ def test_publish_under_retries_sends_one_transaction(engine, session_factory, se
         assert again.outbox_id == decision.outbox_id and again.queued is False
         epoch = s.scalar(select(RewardEpoch))
         assert epoch.merkle_root == root and epoch.status == EpochStatus.PUBLISHED
-    report = relay_due_chain_messages(engine, settings, client=eth_chain.client)
+    report = relay_due(make_session_factory(engine), ChainHandler(settings, client=eth_chain.client))
     assert report.claimed == 0
     assert eth_chain.w3.eth.block_number == block
     # Even if the same row were delivered twice (lease expiry), the on-chain check makes it a no-op.
     with session_factory() as s:
         s.execute(update(OutboxMessage).values(status="pending", next_attempt_at=utcnow() - timedelta(seconds=1)))
         s.commit()
-    report = relay_due_chain_messages(engine, settings, client=eth_chain.client)
-    assert report.already_done == 1 and eth_chain.w3.eth.block_number == block
+    report = relay_due(make_session_factory(engine), ChainHandler(settings, client=eth_chain.client))
+    assert report.outcomes["already_done"] == 1 and eth_chain.w3.eth.block_number == block
 
 
 def test_rpc_down_retries_and_nothing_is_lost(engine, session_factory, settings, eth_chain, past_days):
@@ -141,8 +142,8 @@ def test_rpc_down_retries_and_nothing_is_lost(engine, session_factory, settings,
     dead = ChainClient(make_web3(f"http://127.0.0.1:{free_port()}", timeout=2), LOCAL_CHAIN_SIGNER_KEY,
                        eth_chain.addresses)
     for attempt in (1, 2):
-        report = relay_due_chain_messages(engine, settings, client=dead)
-        assert report.retrying == 1 and report.failed == 0
+        report = relay_due(make_session_factory(engine), ChainHandler(settings, client=dead))
+        assert len(report.retrying) == 1 and len(report.failed) == 0
         with session_factory() as s:
             msg = s.scalar(select(OutboxMessage))
             assert msg.status == "pending" and msg.attempts == attempt
@@ -150,8 +151,8 @@ def test_rpc_down_retries_and_nothing_is_lost(engine, session_factory, settings,
             assert msg.next_attempt_at > utcnow()  # backoff
             assert s.scalar(select(RewardEpoch.status)) == EpochStatus.PUBLISH_QUEUED
         _make_due(session_factory)
-    report = relay_due_chain_messages(engine, settings, client=eth_chain.client)
-    assert report.mined == 1
+    report = relay_due(make_session_factory(engine), ChainHandler(settings, client=eth_chain.client))
+    assert report.outcomes["mined"] == 1
     with session_factory() as s:
         assert s.scalar(select(RewardEpoch.status)) == EpochStatus.PUBLISHED
         attempts = s.scalars(select(OutboxAttempt).order_by(OutboxAttempt.id)).all()
@@ -167,8 +168,8 @@ def test_a_reverted_transaction_fails_the_row_with_the_reason(engine, session_fa
         node = make_reward_node(s, op, utcnow())
         _register_row(s, node)
         s.commit()
-    report = relay_due_chain_messages(engine, settings, client=eth_chain.client)
-    assert report.failed == 1
+    report = relay_due(make_session_factory(engine), ChainHandler(settings, client=eth_chain.client))
+    assert len(report.failed) == 1
     with session_factory() as s:
         msg = s.scalar(select(OutboxMessage))
         assert msg.status == "failed" and "only registrar" in msg.last_error
@@ -182,8 +183,8 @@ def test_a_refused_root_marks_the_epoch_publish_failed(engine, session_factory, 
     eth_chain.client.transact(eth_chain.client.distributor().functions.publish_root(
         20000101, b"\x01" * 32, 10**30))
     _publishable_epoch(session_factory, past_days[0])
-    report = relay_due_chain_messages(engine, settings, client=eth_chain.client)
-    assert report.failed == 1
+    report = relay_due(make_session_factory(engine), ChainHandler(settings, client=eth_chain.client))
+    assert len(report.failed) == 1
     with session_factory() as s:
         epoch = s.scalar(select(RewardEpoch))
         assert epoch.status == EpochStatus.PUBLISH_FAILED
@@ -196,8 +197,8 @@ def test_unknown_actions_and_bad_payloads_fail_without_retry(engine, session_fac
         enqueue(s, kind="chain", idempotency_key="chain:register_node:node_x",
                 payload={"action": "register_node", "node_id": "node_x", "operator_wallet": "not-a-wallet"})
         s.commit()
-    report = relay_due_chain_messages(engine, settings, client=eth_chain.client)
-    assert report.failed == 2
+    report = relay_due(make_session_factory(engine), ChainHandler(settings, client=eth_chain.client))
+    assert len(report.failed) == 2
     with session_factory() as s:
         errors = sorted(m.last_error for m in s.scalars(select(OutboxMessage)))
         assert "unknown chain action 'mint_everything'" in errors[0]
@@ -212,8 +213,8 @@ def test_an_older_node_row_is_superseded_by_a_newer_one(engine, session_factory,
         enqueue(s, kind="chain", idempotency_key=f"chain:deregister_node:{node.id}:1",
                 payload={"action": "deregister_node", "node_id": node.id}, subject_type="node", subject_id=node.id)
         s.commit()
-    report = relay_due_chain_messages(engine, settings, client=eth_chain.client)
-    assert report.superseded == 1 and report.already_done == 1 and report.mined == 0
+    report = relay_due(make_session_factory(engine), ChainHandler(settings, client=eth_chain.client))
+    assert report.outcomes["superseded"] == 1 and report.outcomes["already_done"] == 1 and report.outcomes["mined"] == 0
     assert not eth_chain.client.registry().functions.is_active(node_id_bytes32(node.id)).call()
 
 
@@ -222,7 +223,7 @@ def test_missing_addresses_file_is_retried_with_an_actionable_error(engine, sess
         enqueue(s, kind="chain", idempotency_key="chain:deregister_node:node_y:1",
                 payload={"action": "deregister_node", "node_id": "node_y"})
         s.commit()
-    report = relay_due_chain_messages(engine, settings)
-    assert report.retrying == 1
+    report = relay_due(make_session_factory(engine), ChainHandler(settings))
+    assert len(report.retrying) == 1
     with session_factory() as s:
         assert "noderr chain deploy" in s.scalar(select(OutboxMessage.last_error))

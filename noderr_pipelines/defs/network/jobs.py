@@ -15,7 +15,7 @@ class NodeHealthConfig(dg.Config):
     alert_ids: list[int] = []
 
 
-@dg.op(retry_policy=dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL))
+@dg.op
 def apply_node_health_changes(
     context: dg.OpExecutionContext,
     config: NodeHealthConfig,

@@ -1,11 +1,9 @@
 """Resources of the network domain: the node health policy (threshold and settings)."""
 
-import dagster as dg
-
-from noderr_core.settings import Settings, get_settings
+from noderr_pipelines.lib.settings import SettingsBackedResource
 
 
-class NodeHealthPolicy(dg.ConfigurableResource):
+class NodeHealthPolicy(SettingsBackedResource):
     """How long a node may stay silent before it goes offline.
 
     0 (the default) = NODERR_HEARTBEAT_OFFLINE_AFTER_SECONDS. Settings are read when a run or tick
@@ -14,8 +12,8 @@ class NodeHealthPolicy(dg.ConfigurableResource):
 
     offline_after_seconds: int = 0
 
-    def settings(self) -> Settings:
-        return get_settings()
+    def settings_overrides(self) -> dict:
+        return {"heartbeat_offline_after_seconds": self.offline_after_seconds}
 
     def threshold_seconds(self) -> int:
-        return self.offline_after_seconds or self.settings().heartbeat_offline_after_seconds
+        return self.settings().heartbeat_offline_after_seconds

@@ -1,16 +1,12 @@
 """The node health sensor: finds stale nodes and recovered nodes' alerts; never writes.
 
-Cursor: the candidates already requested, ``{"requested": {key: [first_requested_at, n]}}``, where a
-key is ``offline:<node_id>:<last heartbeat>`` or ``close:<alert_id>``. It only ever holds the
-current candidates (a handled node or alert drops out), so it stays as small as the incident.
-A candidate still present `REREQUEST_AFTER` after its request (its run failed or was dropped) is
-requested again with a new run key; otherwise Dagster's run_key dedup would ignore it forever.
+Candidates are ``offline:<node_id>:<last heartbeat>`` and ``close:<alert_id>``; the cursor is the
+table-sensor ledger of `noderr_pipelines.lib.table_sensor` (only the current candidates, each asked
+again if its run did not act). One run carries every due candidate, keyed by a digest of them.
 """
 
 
-import hashlib
-import json
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import dagster as dg
 
@@ -18,29 +14,14 @@ from noderr_core.network import find_closable_alerts, find_stale_nodes
 from noderr_core.timeutil import utcnow
 from noderr_pipelines.defs.network.jobs import node_health_job
 from noderr_pipelines.defs.network.resources import NodeHealthPolicy
+from noderr_pipelines.lib.table_sensor import plan_requests
 from noderr_pipelines.resources import DatabaseResource
 
-REREQUEST_AFTER = timedelta(minutes=10)
 MAX_CANDIDATES_PER_TICK = 500  # bounds the run config; the rest follow on the next ticks
 
 
 def _candidate_key_offline(node_id: str, last_heartbeat_at: datetime | None) -> str:
     return f"offline:{node_id}:{last_heartbeat_at.isoformat() if last_heartbeat_at else 'never'}"
-
-
-def _load_cursor(raw: str | None) -> dict[str, list]:
-    if not raw:
-        return {}
-    try:
-        return dict(json.loads(raw).get("requested", {}))
-    except (ValueError, AttributeError):
-        return {}  # a cursor from an older format: start over, run keys still dedupe
-
-
-def health_run_key(keys: list[str], attempts: dict[str, int]) -> str:
-    """Deterministic: the same candidates at the same attempt give the same key."""
-    material = "\n".join(f"{k}#{attempts[k]}" for k in sorted(keys))
-    return "node-health:" + hashlib.sha256(material.encode()).hexdigest()[:24]
 
 
 @dg.sensor(
@@ -70,20 +51,9 @@ def node_health_sensor(
     for alert in closable:
         candidates[f"close:{alert.alert_id}"] = ("alert", alert.alert_id)
 
-    previous = _load_cursor(context.cursor)
-    requested: dict[str, list] = {}
-    due: list[str] = []
-    for key in candidates:
-        if key in previous:
-            first_at, attempts = previous[key]
-            if now - datetime.fromisoformat(first_at) < REREQUEST_AFTER * attempts:
-                requested[key] = [first_at, attempts]
-                continue
-            requested[key] = [first_at, attempts + 1]
-        else:
-            requested[key] = [now.isoformat(), 1]
-        due.append(key)
-    cursor = json.dumps({"requested": requested}, sort_keys=True)
+    plan = plan_requests(context.cursor, candidates, now=now)
+    due = [c.key for c in plan.due]
+    cursor = plan.cursor
 
     if not due:
         reason = (
@@ -96,7 +66,7 @@ def node_health_sensor(
     node_ids = sorted({str(candidates[k][1]) for k in due if candidates[k][0] == "node"})
     alert_ids = sorted({int(candidates[k][1]) for k in due if candidates[k][0] == "alert"})
     run_request = dg.RunRequest(
-        run_key=health_run_key(due, {k: requested[k][1] for k in due}),
+        run_key=plan.batch_run_key("node-health"),
         run_config={
             "ops": {
                 "apply_node_health_changes": {

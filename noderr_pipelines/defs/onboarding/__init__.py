@@ -1,21 +1,16 @@
-"""Onboarding pipelines: screening, carrying out admin decisions (provisioning), email relay."""
+"""Onboarding pipelines: screening and carrying out admin decisions (provisioning)."""
 
 import dagster as dg
 
-from noderr_pipelines.defs.onboarding.jobs import (
-    carry_out_decision_job,
-    relay_emails_job,
-    screen_application_job,
-)
+from noderr_pipelines.defs.onboarding.jobs import carry_out_decision_job, screen_application_job
 from noderr_pipelines.defs.onboarding.resources import OnboardingSettings
 from noderr_pipelines.defs.onboarding.sensors import (
     application_decision_sensor,
     application_screening_sensor,
-    email_relay_sensor,
 )
 
 defs = dg.Definitions(
-    jobs=[screen_application_job, carry_out_decision_job, relay_emails_job],
-    sensors=[application_screening_sensor, application_decision_sensor, email_relay_sensor],
+    jobs=[screen_application_job, carry_out_decision_job],
+    sensors=[application_screening_sensor, application_decision_sensor],
     resources={"onboarding_settings": OnboardingSettings()},
 )

@@ -1,12 +1,10 @@
 """Onboarding resources: the platform settings the jobs need (SMTP, public URL, secret key)."""
 
 
-import dagster as dg
-
-from noderr_core.settings import Settings, get_settings
+from noderr_pipelines.lib.settings import SettingsBackedResource
 
 
-class OnboardingSettings(dg.ConfigurableResource):
+class OnboardingSettings(SettingsBackedResource):
     """NODERR_* settings, with optional overrides (tests point SMTP at their own server).
 
     Empty strings mean "use NODERR_SMTP_URL / NODERR_PUBLIC_BASE_URL"; secrets always come from the
@@ -17,7 +15,5 @@ class OnboardingSettings(dg.ConfigurableResource):
     public_base_url: str = ""
     relay_batch_size: int = 50
 
-    def settings(self) -> Settings:
-        base = get_settings()
-        updates = {k: v for k, v in (("smtp_url", self.smtp_url), ("public_base_url", self.public_base_url)) if v}
-        return base.model_copy(update=updates) if updates else base
+    def settings_overrides(self) -> dict:
+        return {"smtp_url": self.smtp_url, "public_base_url": self.public_base_url}

@@ -11,7 +11,7 @@ from noderr_core.tasks import fail_overdue_tasks
 from noderr_pipelines.resources import DatabaseResource
 
 
-@dg.op(retry_policy=dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL))
+@dg.op
 def fail_overdue_task_batch(context: dg.OpExecutionContext, database: DatabaseResource) -> dg.Output[int]:
     """Fail every overdue undecided task, 1,000 per transaction; a rerun finds nothing left to do."""
     total = 0

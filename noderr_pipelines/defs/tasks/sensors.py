@@ -1,17 +1,16 @@
 """Watches for undecided tasks past their deadline and asks the overdue-task job to fail them.
 
-Read-only: the cursor is the latest deadline already handed to a run, and the run key is derived
-from it, so one overdue deadline never launches two runs.
+Read-only. The candidate is the latest overdue deadline (``tasks-overdue:<deadline>``), so one
+deadline launches one run; the cursor is the table-sensor ledger, so if that run failed and the
+tasks are still overdue, the sensor asks again instead of waiting for a later deadline.
 """
 
-from datetime import datetime
-
 import dagster as dg
-from sqlalchemy import func, select
 
-from noderr_core.tables.tasks import Task
+from noderr_core.tasks.leasing import overdue_task_summary
 from noderr_core.timeutil import utcnow
 from noderr_pipelines.defs.tasks.jobs import overdue_tasks_job
+from noderr_pipelines.lib.table_sensor import plan_requests
 from noderr_pipelines.resources import DatabaseResource
 
 
@@ -19,15 +18,12 @@ from noderr_pipelines.resources import DatabaseResource
 def overdue_tasks_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource):
     now = utcnow()
     with database.session() as session:
-        count, latest = session.execute(
-            select(func.count(), func.max(Task.deadline_at)).where(
-                Task.leasable_at.is_not(None), Task.deadline_at.is_not(None), Task.deadline_at <= now
-            )
-        ).one()
+        count, latest = overdue_task_summary(session, now)
     if not count:
+        context.update_cursor(plan_requests(context.cursor, [], now=now).cursor)
         return dg.SkipReason("no undecided task is past its deadline")
-    latest_iso = latest.isoformat()
-    if context.cursor and datetime.fromisoformat(context.cursor) >= latest:
-        return dg.SkipReason(f"{count} overdue task(s) already handed to a run (deadline ≤ {context.cursor})")
-    context.update_cursor(latest_iso)
-    return dg.RunRequest(run_key=f"tasks-overdue:{latest_iso}", tags={"overdue_tasks": str(count)})
+    plan = plan_requests(context.cursor, [f"tasks-overdue:{latest.isoformat()}"], now=now)
+    context.update_cursor(plan.cursor)
+    if not plan.due:
+        return dg.SkipReason(f"{count} overdue task(s) already handed to a run (deadline ≤ {latest.isoformat()})")
+    return dg.RunRequest(run_key=plan.due[0].run_key, tags={"overdue_tasks": str(count)})

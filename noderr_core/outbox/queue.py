@@ -1,7 +1,7 @@
-"""The generic outbox: side effects (emails, chain transactions) as rows, relayed with retries.
+"""The outbox queue: side effects (emails, chain transactions) as rows, claimed and recorded.
 
 A producer calls `enqueue` inside the transaction that decides the side effect, so the decision and
-the message commit together (or not at all). A relay then:
+the message commit together (or not at all). The relay (`noderr_core.outbox.relay`) then:
 
 1. `claim_due(...)` in a short transaction and COMMITS, so the lease (status ``sending`` until
    ``locked_until``) is visible to other relays;
