@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from noderr_core.tables import AuditLogEntry
@@ -74,3 +75,12 @@ def audit(
         subject_id=subject_id,
         details=details,
     )
+
+
+def audit_filter_choices(session: Session) -> tuple[list[str], list[str]]:
+    """The distinct actions and subject types in the log (for the audit page's filters)."""
+    actions = list(session.scalars(select(AuditLogEntry.action).distinct().order_by(AuditLogEntry.action)))
+    subjects = list(session.scalars(
+        select(AuditLogEntry.subject_type).distinct().order_by(AuditLogEntry.subject_type)
+    ))
+    return actions, subjects

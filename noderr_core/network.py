@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from noderr_core.audit import Actor, audit
 from noderr_core.email import enqueue_email
-from noderr_core.tables import AdminUser, Node, NodeStatus, Operator, OutboxMessage, OutboxStatus
+from noderr_core.tables import AdminUser, Heartbeat, Node, NodeStatus, Operator, OutboxMessage, OutboxStatus
 from noderr_core.tables.network import Alert, AlertKind
 from noderr_core.security import sha256_hex
 from noderr_core.settings import Settings
@@ -356,3 +356,27 @@ def outbox_backlog(session: Session) -> dict[tuple[str, str], int]:
         .group_by(OutboxMessage.kind, OutboxMessage.status)
     )
     return {(str(kind), str(status)): n for kind, status, n in rows}
+
+
+def latest_heartbeats(session: Session, node_ids: list[str] | None = None) -> dict[str, Heartbeat]:
+    """Each node's most recent heartbeat (one query: join on the per-node max received_at)."""
+    latest = select(Heartbeat.node_id, func.max(Heartbeat.received_at).label("at")).group_by(
+        Heartbeat.node_id)
+    if node_ids is not None:
+        if not node_ids:
+            return {}
+        latest = latest.where(Heartbeat.node_id.in_(node_ids))
+    latest = latest.subquery()
+    rows = session.scalars(
+        select(Heartbeat).join(latest, and_(Heartbeat.node_id == latest.c.node_id,
+                                            Heartbeat.received_at == latest.c.at))
+    ).all()
+    return {h.node_id: h for h in rows}
+
+
+def recent_alerts(session: Session, limit: int = 10, node_id: str | None = None) -> list[Alert]:
+    """The newest alerts (open or closed), optionally of one node."""
+    stmt = select(Alert).order_by(Alert.opened_at.desc()).limit(limit)
+    if node_id is not None:
+        stmt = stmt.where(Alert.node_id == node_id)
+    return list(session.scalars(stmt))

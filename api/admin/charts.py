@@ -1,6 +1,6 @@
 """Server-side charts as inline SVG: no JavaScript, no CDN, readable in any browser and in tests.
 
-Charts take `noderr_core.admin.monitoring.TimeSeries` (dense, bucketed points; None = no data).
+Charts take `api.admin.views.series.TimeSeries` (dense, bucketed points; None = no data).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-from noderr_core.admin.monitoring import TimeSeries
+from api.admin.views.series import TimeSeries
 
 PALETTE = ["#2e5bff", "#f79009", "#12b76a", "#c01048", "#7a5af8"]
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 12, 40, 24

@@ -17,8 +17,9 @@ from api.admin.flash import add_flash
 from api.admin.routing import protected_router
 from api.admin.templating import templates
 from api.deps import SessionDep
-from noderr_core.admin import monitoring
+from api.admin.views.network import model_rollouts
 from noderr_core.audit import Actor
+from noderr_core.rewards.history import latest_epoch_leaderboard, recent_epochs
 
 router = protected_router()
 
@@ -31,7 +32,7 @@ def models_page(request: Request, session: SessionDep) -> Response:
 
     return templates.TemplateResponse(request, "admin/models.html", {
         "active_nav": "models",
-        "rollouts": monitoring.model_rollouts(session),
+        "rollouts": model_rollouts(session),
         "events": list_rollout_events(session, limit=30),
     })
 
@@ -189,8 +190,8 @@ def rewards_page(request: Request, session: SessionDep) -> Response:
 
     return templates.TemplateResponse(request, "admin/rewards.html", {
         "active_nav": "rewards",
-        "epochs": monitoring.reward_epochs(session),
-        "current": monitoring.current_epoch(session, top=20),
+        "epochs": recent_epochs(session),
+        "current": latest_epoch_leaderboard(session, top=20),
         "chain_txs": list(session.scalars(
             select(ChainTransaction).order_by(ChainTransaction.created_at.desc()).limit(20))),
     })

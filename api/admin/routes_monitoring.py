@@ -14,9 +14,10 @@ from api.admin.flash import add_flash
 from api.admin.routes_onboarding import reissue_node_link
 from api.admin.routing import protected_router
 from api.admin.templating import templates
+from api.admin.views import network, operators
 from api.deps import SessionDep, SettingsDep
-from noderr_core.admin import monitoring
 from noderr_core.audit import Actor
+from noderr_core.network import node_status_counts
 from noderr_core.tables import NodeStatus
 
 router = protected_router()
@@ -28,7 +29,7 @@ WindowParam = Annotated[str, Query(pattern="^(1h|6h|24h|7d)$")]
 
 @router.get("/admin", include_in_schema=False)
 def overview_page(request: Request, session: SessionDep, window: WindowParam = "6h") -> Response:
-    overview = monitoring.network_overview(session, window=WINDOWS[window])
+    overview = network.network_overview(session, window=WINDOWS[window])
     return templates.TemplateResponse(request, "admin/overview.html", {
         "active_nav": "overview", "o": overview, "window": window, "windows": list(WINDOWS),
     })
@@ -45,16 +46,16 @@ def nodes_page(
         raise HTTPException(status.HTTP_400_BAD_REQUEST,
                             detail=f"unknown node status {status_filter!r}: use one of "
                             + ", ".join(s.value for s in NodeStatus))
-    result = monitoring.list_nodes(session, status=status_filter or None, search=q, page=page)
+    result = network.list_nodes(session, status=status_filter or None, search=q, page=page)
     return templates.TemplateResponse(request, "admin/nodes.html", {
         "active_nav": "nodes", "page": result, "status_filter": status_filter or "", "q": q or "",
-        "statuses": [s.value for s in NodeStatus], "counts": monitoring.node_status_counts(session),
+        "statuses": [s.value for s in NodeStatus], "counts": node_status_counts(session),
     })
 
 
 @router.get("/admin/nodes/{node_id}", include_in_schema=False)
 def node_page(request: Request, node_id: str, session: SessionDep, window: WindowParam = "6h") -> Response:
-    detail = monitoring.node_detail(session, node_id, window=WINDOWS[window])
+    detail = network.node_detail(session, node_id, window=WINDOWS[window])
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"node {node_id} does not exist")
     return templates.TemplateResponse(request, "admin/node_detail.html", {
@@ -125,7 +126,7 @@ def rotate_key(request: Request, node_id: str, admin: CurrentAdmin, session: Ses
 def operators_page(request: Request, session: SessionDep,
                    q: Annotated[str | None, Query(max_length=200)] = None,
                    page: PageNumber = 1) -> Response:
-    result = monitoring.list_operators(session, search=q, page=page)
+    result = operators.list_operators(session, search=q, page=page)
     return templates.TemplateResponse(request, "admin/operators.html", {
         "active_nav": "operators", "page": result, "q": q or "",
     })
@@ -133,7 +134,7 @@ def operators_page(request: Request, session: SessionDep,
 
 @router.get("/admin/operators/{operator_id}", include_in_schema=False)
 def operator_page(request: Request, operator_id: int, session: SessionDep) -> Response:
-    detail = monitoring.operator_detail(session, operator_id)
+    detail = operators.operator_detail(session, operator_id)
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"operator {operator_id} does not exist")
     return templates.TemplateResponse(request, "admin/operator_detail.html", {

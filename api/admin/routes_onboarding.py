@@ -16,9 +16,10 @@ from api.admin.deps import CurrentAdmin, require_csrf
 from api.admin.flash import add_flash
 from api.admin.routing import protected_router
 from api.admin.templating import templates
+from api.admin.views import applications
 from api.deps import SessionDep, SettingsDep
-from noderr_core.admin import queries
-from noderr_core.audit import Actor
+from noderr_core.audit import Actor, audit_filter_choices
+from noderr_core.onboarding.applications import application_status_counts
 from noderr_core.tables import ApplicationStatus, Node, OperatorApplication
 
 router = protected_router()
@@ -39,20 +40,20 @@ def applications_page(
             detail=f"unknown status {status_filter!r}: use one of "
             + ", ".join(s.value for s in ApplicationStatus),
         )
-    result = queries.list_applications(session, status=status_filter or None, search=q, page=page)
+    result = applications.list_applications(session, status=status_filter or None, search=q, page=page)
     return templates.TemplateResponse(request, "admin/applications.html", {
         "active_nav": "applications",
         "page": result,
         "status_filter": status_filter or "",
         "q": q or "",
-        "counts": queries.application_status_counts(session),
+        "counts": application_status_counts(session),
         "statuses": [s.value for s in ApplicationStatus],
     })
 
 
 @router.get("/admin/applications/{application_id}", include_in_schema=False)
 def application_page(request: Request, application_id: int, session: SessionDep) -> Response:
-    detail = queries.application_detail(session, application_id)
+    detail = applications.application_detail(session, application_id)
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"application {application_id} does not exist")
     return templates.TemplateResponse(request, "admin/application_detail.html", {
@@ -155,9 +156,9 @@ def audit_page(
     subject_id: Annotated[str | None, Query(max_length=64)] = None,
     page: PageNumber = 1,
 ) -> Response:
-    result = queries.list_audit_log(session, action=action, actor=actor, subject_type=subject_type,
+    result = applications.list_audit_log(session, action=action, actor=actor, subject_type=subject_type,
                                     subject_id=subject_id, page=page)
-    actions, subjects = queries.audit_filter_choices(session)
+    actions, subjects = audit_filter_choices(session)
     return templates.TemplateResponse(request, "admin/audit.html", {
         "active_nav": "audit",
         "page": result,

@@ -1,1 +1,1 @@
-"""Administration core: admin sessions, login rate limiting, and the queries behind the dashboard."""
+"""Administration core: admin accounts, sessions and login rate limiting (dashboard reads: api/admin/views)."""

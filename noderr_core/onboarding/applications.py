@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
@@ -123,3 +123,13 @@ def decisions_awaiting_execution(session: Session, *, limit: int) -> list[tuple[
         .order_by(OperatorApplication.id).limit(limit)
     )
     return [(r.id, r.status_version) for r in rows]
+
+
+def application_status_counts(session: Session) -> dict[str, int]:
+    """Applications per status, every status present (zeros included)."""
+    rows = session.execute(
+        select(OperatorApplication.status, func.count()).group_by(OperatorApplication.status)
+    ).all()
+    counts = {s.value: 0 for s in ApplicationStatus}
+    counts.update({status: n for status, n in rows})
+    return counts

@@ -1,66 +1,28 @@
-"""Read models for the admin dashboard's onboarding pages: applications and the audit log.
-
-Filtering, counting and paging happen in SQL so a page costs a few indexed queries however many
-applications there are.
+"""The onboarding pages: the application list, an application's page (timeline, provisioning
+progress per node, emails) and the audit log.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from api.admin.views.paging import Page, like_pattern, paginate
 from noderr_core.tables import (
     AdminUser,
-    ApplicationStatus,
     AuditLogEntry,
     BundleDownload,
     DownloadToken,
     Node,
     Operator,
     OperatorApplication,
+    OutboxKind,
     OutboxMessage,
 )
-
-T = TypeVar("T")
-MAX_PER_PAGE = 200
-
-
-@dataclass
-class Page(Generic[T]):
-    items: list[T]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.per_page))
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
-
-
-def paginate(session: Session, stmt: Select, page: int, per_page: int) -> Page:
-    per_page = max(1, min(per_page, MAX_PER_PAGE))
-    page = max(1, page)
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-    items = list(session.scalars(stmt.limit(per_page).offset((page - 1) * per_page)))
-    return Page(items=items, total=total, page=page, per_page=per_page)
-
-
-def _like(term: str) -> str:
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped.lower()}%"
 
 
 def list_applications(
@@ -72,7 +34,7 @@ def list_applications(
     if status:
         stmt = stmt.where(OperatorApplication.status == status)
     if search and search.strip():
-        pattern = _like(search.strip())
+        pattern = like_pattern(search.strip())
         stmt = stmt.where(
             or_(
                 func.lower(OperatorApplication.full_name).like(pattern, escape="\\"),
@@ -82,15 +44,6 @@ def list_applications(
         )
     stmt = stmt.order_by(OperatorApplication.received_at.desc(), OperatorApplication.id.desc())
     return paginate(session, stmt, page, per_page)
-
-
-def application_status_counts(session: Session) -> dict[str, int]:
-    rows = session.execute(
-        select(OperatorApplication.status, func.count()).group_by(OperatorApplication.status)
-    ).all()
-    counts = {s.value: 0 for s in ApplicationStatus}
-    counts.update({status: n for status, n in rows})
-    return counts
 
 
 @dataclass
@@ -161,7 +114,7 @@ def application_detail(session: Session, application_id: int) -> ApplicationDeta
             .where(OutboxMessage.subject_type == "node", OutboxMessage.subject_id.in_(node_ids))
             .order_by(OutboxMessage.created_at, OutboxMessage.id)
         ):
-            (chain_by_node[m.subject_id] if m.kind == "chain" else node_emails).append(m)
+            (chain_by_node[m.subject_id] if m.kind == OutboxKind.CHAIN else node_emails).append(m)
         node_entries = session.scalars(
             select(AuditLogEntry)
             .where(AuditLogEntry.subject_type == "node", AuditLogEntry.subject_id.in_(node_ids))
@@ -178,9 +131,9 @@ def application_detail(session: Session, application_id: int) -> ApplicationDeta
                OutboxMessage.subject_id == str(app.id))
         .order_by(OutboxMessage.created_at, OutboxMessage.id)
     ).all()
-    emails = [m for m in app_messages if m.kind == "email"] + node_emails
+    emails = [m for m in app_messages if m.kind == OutboxKind.EMAIL] + node_emails
     for m in app_messages:
-        if m.kind == "chain":
+        if m.kind == OutboxKind.CHAIN:
             for p in provisioning:
                 if m.payload.get("node_id") == p.node.id:
                     p.chain_messages.append(m)
@@ -205,18 +158,10 @@ def list_audit_log(
         # A prefix, so "node." lists every node action and a full name lists just that one.
         stmt = stmt.where(AuditLogEntry.action.startswith(action.strip(), autoescape=True))
     if actor and actor.strip():
-        stmt = stmt.where(func.lower(AuditLogEntry.actor_label).like(_like(actor.strip()), escape="\\"))
+        stmt = stmt.where(func.lower(AuditLogEntry.actor_label).like(like_pattern(actor.strip()), escape="\\"))
     if subject_type:
         stmt = stmt.where(AuditLogEntry.subject_type == subject_type)
     if subject_id:
         stmt = stmt.where(AuditLogEntry.subject_id == subject_id.strip())
     stmt = stmt.order_by(AuditLogEntry.at.desc(), AuditLogEntry.id.desc())
     return paginate(session, stmt, page, per_page)
-
-
-def audit_filter_choices(session: Session) -> tuple[list[str], list[str]]:
-    actions = list(session.scalars(select(AuditLogEntry.action).distinct().order_by(AuditLogEntry.action)))
-    subjects = list(session.scalars(
-        select(AuditLogEntry.subject_type).distinct().order_by(AuditLogEntry.subject_type)
-    ))
-    return actions, subjects
