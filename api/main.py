@@ -10,7 +10,7 @@ from api.input_guard import RefuseNulMiddleware
 from api.observability import ensure_logging_configured, install_observability
 from api.routes import admin, beacon, nodes, portal, rewards, tasks, webhooks
 from noderr_core.bootstrap import ensure_bootstrap_admin
-from noderr_core.db import engine_for_url, make_session_factory
+from noderr_core.db import engine_for_settings, make_session_factory
 from noderr_core.settings import Settings, get_settings
 
 
@@ -20,7 +20,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         ensure_logging_configured(settings)
-        engine = engine_for_url(settings.resolved_database_url)
+        engine = engine_for_settings(settings)
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)

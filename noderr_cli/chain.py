@@ -15,8 +15,7 @@ def _settings():
 
 
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+    raise click.ClickException(message)
 
 
 @click.group()
@@ -31,20 +30,10 @@ def chain() -> None:
                    "local RewardToken and funds the distributor.")
 def chain_deploy(force: bool, token: str | None) -> None:
     """Deploy NodeRegistry + RewardDistributor (+ local token) and record their addresses."""
-    from noderr_core.chain.client import ChainUnavailable
     from noderr_core.chain.deploy import ensure_deployed
 
     settings = _settings()
-    try:
-        outcome = ensure_deployed(settings, force=force, token=token)
-    except ChainUnavailable as exc:
-        _fail(f"{exc}. Is the chain running at {settings.chain_rpc_url}? (`noderr dev up` starts one)")
-    except Exception as exc:  # connection refused surfaces from web3 as various types
-        from noderr_core.chain.client import _is_connection_error
-
-        if _is_connection_error(exc):
-            _fail(f"chain RPC {settings.chain_rpc_url} is not reachable: start it with `noderr dev up`")
-        raise
+    outcome = ensure_deployed(settings, force=force, token=token)  # errors: noderr_cli.errors
     verb = "deployed" if outcome.deployed else "already deployed (use --force to redeploy)"
     click.echo(f"contracts {verb}; addresses in {settings.resolved_chain_addresses_file}:")
     click.echo(outcome.addresses.to_json())
@@ -53,14 +42,10 @@ def chain_deploy(force: bool, token: str | None) -> None:
 @chain.command("status")
 def chain_status() -> None:
     """Show the recorded contracts, the signer and the current reward root."""
-    from noderr_core.chain.addresses import ChainNotDeployed
     from noderr_core.chain.client import ChainClient
 
     settings = _settings()
-    try:
-        client = ChainClient.from_settings(settings)
-    except ChainNotDeployed as exc:
-        _fail(str(exc))
+    client = ChainClient.from_settings(settings)
     dist = client.distributor()
     info = {
         "rpc_url": settings.chain_rpc_url,
@@ -83,11 +68,11 @@ def chain_status() -> None:
 def chain_relay(limit: int) -> None:
     """Send due chain outbox rows once (the Dagster relay job does this on a sensor)."""
     from noderr_core.chain.relay import ChainHandler
-    from noderr_core.db import engine_for_url, make_session_factory
+    from noderr_core.db import engine_for_settings, make_session_factory
     from noderr_core.outbox import relay_due
 
     settings = _settings()
-    factory = make_session_factory(engine_for_url(settings.resolved_database_url))
+    factory = make_session_factory(engine_for_settings(settings))
     report = relay_due(factory, ChainHandler(settings), limit=limit)
     click.echo(json.dumps(report.as_metadata() | {"messages": report.messages}, indent=2, default=str))
 
@@ -103,14 +88,17 @@ def chain_claim(key: str | None, wallet: str | None) -> None:
     from eth_account import Account
 
     from noderr_core.chain.claims import submit_claim
-    from noderr_core.db import engine_for_url
+    from noderr_core.db import engine_for_settings
 
     if bool(key) == bool(wallet):
         _fail("give exactly one of --key (operator signs) or --wallet (platform signer submits)")
     settings = _settings()
     if key:
-        wallet = Account.from_key(key).address
-    outcome = submit_claim(engine_for_url(settings.resolved_database_url), settings,
+        try:
+            wallet = Account.from_key(key).address
+        except Exception:  # the library's message may echo part of the key: never print it
+            _fail("--key is not a private key: give 0x followed by 64 hex digits (or set NODERR_OPERATOR_KEY)")
+    outcome = submit_claim(engine_for_settings(settings), settings,
                            wallet=wallet, signer_key=key)
     click.echo(json.dumps(outcome, indent=2))
     if outcome.get("status") != "claimed":

@@ -8,9 +8,9 @@ from noderr_core.settings import get_settings
 
 
 def _session_factory():
-    from noderr_core.db import engine_for_url, make_session_factory
+    from noderr_core.db import engine_for_settings, make_session_factory
 
-    return make_session_factory(engine_for_url(get_settings().resolved_database_url))
+    return make_session_factory(engine_for_settings(get_settings()))
 
 
 def _actor():

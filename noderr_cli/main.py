@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
+from noderr_cli.errors import NoderrGroup
 from noderr_core.settings import get_settings
 
 
-@click.group()
+@click.group(cls=NoderrGroup)
 def main() -> None:
     """Noderr control-plane tools."""
 
@@ -21,11 +22,13 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply migrations to NODERR_DATABASE_URL (default: SQLite under .noderr/)."""
+    from noderr_core.db import engine_for_settings, redacted_url
     from noderr_core.migrations import upgrade_database
 
-    url = get_settings().resolved_database_url
-    upgrade_database(url, revision)
-    click.echo(f"database at {url.split('@')[-1]} is at revision {revision}")
+    settings = get_settings()
+    engine_for_settings(settings)  # the default SQLite file's state directory is created here
+    upgrade_database(settings.resolved_database_url, revision)
+    click.echo(f"database at {redacted_url(settings.resolved_database_url)} is at revision {revision}")
 
 
 @main.group()
@@ -37,7 +40,8 @@ def dev() -> None:
 def dev_up() -> None:
     """Start API, Dagster webserver + daemon, SMTP mailbox, S3 and dev chain on loopback.
 
-    Runs in the foreground, prints the URLs, and stops everything on Ctrl-C.
+    Runs in the foreground, prints the URLs, and stops everything on Ctrl-C. Refuses to start
+    while another stack runs for the same state directory or holds the stack's ports.
     """
     from noderr_local.stack import run_dev_stack_forever
 

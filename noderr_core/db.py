@@ -1,4 +1,10 @@
-"""Database engine and session handling for SQLite (the local default) and PostgreSQL."""
+"""Database engine and session handling for SQLite (the local default) and PostgreSQL.
+
+A URL that cannot be used raises `DatabaseUrlError` naming what to fix (never a driver traceback).
+The default SQLite file lives in the platform's own state directory, which `engine_for_settings`
+creates; an explicitly configured SQLite file under a missing directory is an error, not a
+silently created directory (a typo in NODERR_DATABASE_URL must not start an empty database).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,23 @@ from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
+
+URL_HINT = "use sqlite:///PATH/TO/FILE.db or postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DATABASE"
+
+
+class DatabaseUrlError(ValueError):
+    """The database URL cannot be used as given; the message says what to fix."""
+
+
+def redacted_url(url: str) -> str:
+    """The URL with its password hidden (for messages and logs)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URL>"
 
 
 def is_sqlite(url_or_engine: str | Engine) -> bool:
@@ -18,12 +40,19 @@ def is_sqlite(url_or_engine: str | Engine) -> bool:
 
 def make_engine(url: str, **kwargs) -> Engine:
     """Create an engine with the settings each backend needs under concurrent writers."""
+    try:
+        scheme = make_url(url).drivername
+    except ArgumentError as exc:
+        raise DatabaseUrlError(f"{redacted_url(url)!r} is not a database URL: {URL_HINT}") from exc
     if is_sqlite(url):
         path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url, connect_args={"timeout": 60, "check_same_thread": False}, **kwargs
+        if path and path != ":memory:" and not Path(path).parent.is_dir():
+            raise DatabaseUrlError(
+                f"the SQLite database {path} is in a directory that does not exist "
+                f"({Path(path).parent}): create it, or fix NODERR_DATABASE_URL"
+            )
+        engine = _create_engine(
+            url, scheme, connect_args={"timeout": 60, "check_same_thread": False}, **kwargs
         )
 
         @event.listens_for(engine, "connect")
@@ -47,7 +76,21 @@ def make_engine(url: str, **kwargs) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    return _create_engine(url, scheme, **kwargs)
+
+
+def _create_engine(url: str, scheme: str, **kwargs) -> Engine:
+    try:
+        return create_engine(url, **kwargs)
+    except NoSuchModuleError as exc:
+        raise DatabaseUrlError(f"{scheme!r} in {redacted_url(url)!r} is not a supported database: "
+                               f"{URL_HINT}") from exc
+    except ModuleNotFoundError as exc:
+        raise DatabaseUrlError(f"the database driver for {scheme!r} ({exc.name}) is not installed: "
+                               f"{URL_HINT}") from exc
+    except ArgumentError as exc:
+        raise DatabaseUrlError(f"{redacted_url(url)!r} is not a usable database URL ({exc}): "
+                               f"{URL_HINT}") from exc
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -60,10 +103,17 @@ def engine_for_url(url: str) -> Engine:
     return make_engine(url)
 
 
+def engine_for_settings(settings) -> Engine:
+    """The platform database of `settings`; the default SQLite file's state directory is created."""
+    if not settings.database_url:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    return engine_for_url(settings.resolved_database_url)
+
+
 def get_engine() -> Engine:
     from noderr_core.settings import get_settings
 
-    return engine_for_url(get_settings().resolved_database_url)
+    return engine_for_settings(get_settings())
 
 
 @contextmanager

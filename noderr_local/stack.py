@@ -5,19 +5,29 @@ tests. Providers (one module per part, each with `service_spec(settings) -> Serv
   noderr_local.mailbox    local SMTP server that keeps a readable mailbox (aiosmtpd)
   noderr_local.seaweed    SeaweedFS `weed mini` (S3 API)
   noderr_local.devchain   Ganache JSON-RPC dev chain
+
+One stack per state directory: `exclusive_stack` refuses a second one (and busy ports) before
+anything is started or any file of the running stack is touched.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import signal
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from noderr_core.settings import Settings
-from noderr_local.process import LocalStack, ServiceSpec, http_ok
+from noderr_local.process import LocalStack, ServiceSpec, http_ok, port_open
+
+
+class StackAlreadyRunning(RuntimeError):
+    """Another local stack holds this state directory or the stack's ports."""
 
 def api_spec(settings: Settings, env: dict[str, str] | None = None) -> ServiceSpec:
     return ServiceSpec(
@@ -79,11 +89,69 @@ def local_stack(settings: Settings, specs: list[ServiceSpec]) -> Iterator[LocalS
 
 
 def prepare_local_state(settings: Settings) -> None:
-    """Migrate the database (and anything else a fresh checkout needs) before services start."""
+    """Migrate the database (and anything else a fresh checkout needs) before services start.
+
+    The state directory is the stack's own: it is created here (an explicit NODERR_DATABASE_URL
+    elsewhere must point into an existing directory).
+    """
     from noderr_core.migrations import upgrade_database
 
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.resolved_database_url)
+
+
+def stack_ports(settings: Settings) -> dict[str, tuple[str, int]]:
+    """Where each service of the local stack listens."""
+    from noderr_local.mailbox import smtp_host_port
+
+    def of(url: str, default: int) -> tuple[str, int]:
+        parts = urlsplit(url)
+        return parts.hostname or "127.0.0.1", parts.port or default
+
+    return {
+        "api": (settings.api_host, settings.api_port),
+        "dagster-webserver": ("127.0.0.1", settings.dagster_port),
+        "mailbox": smtp_host_port(settings.smtp_url),
+        "s3": of(settings.s3_endpoint_url, 80),
+        "chain": of(settings.chain_rpc_url, 8545),
+    }
+
+
+@contextmanager
+def exclusive_stack(settings: Settings) -> Iterator[Path]:
+    """Hold the state directory's stack lock, or refuse (before anything is started or touched).
+
+    The lock is an flock on ``<state_dir>/dev-stack.lock`` (released by the kernel if the holder
+    dies, so a crashed stack never blocks the next one); the file names the holder. The stack's
+    ports must be free too: a stack of another state directory on the same ports is refused.
+    """
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = settings.state_dir / "dev-stack.lock"
+    handle = lock_path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise StackAlreadyRunning(
+                f"a local stack is already running for {settings.state_dir} ({holder}): "
+                "stop it (Ctrl-C in its terminal) before starting another"
+            ) from None
+        busy = [f"{name} {host}:{port}" for name, (host, port) in stack_ports(settings).items()
+                if port_open(host, port)]
+        if busy:
+            raise StackAlreadyRunning(
+                f"port(s) already in use: {', '.join(busy)}. Another stack or program is running: "
+                "stop it, or point the NODERR_*_PORT / *_URL settings elsewhere"
+            )
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, API http://{settings.api_host}:{settings.api_port}/admin\n")
+        handle.flush()
+        yield lock_path
+    finally:
+        handle.close()  # releases the lock
 
 
 def _interrupt_on_sigterm(signum, _frame):
@@ -91,8 +159,13 @@ def _interrupt_on_sigterm(signum, _frame):
 
 
 def run_dev_stack_forever(settings: Settings) -> None:
-    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)  # stop children on SIGTERM as on Ctrl-C
-    prepare_local_state(settings)
+    with exclusive_stack(settings):
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)  # stop children on SIGTERM as on Ctrl-C
+        prepare_local_state(settings)
+        _run_until_stopped(settings)
+
+
+def _run_until_stopped(settings: Settings) -> None:
     specs = platform_specs(settings)
     with local_stack(settings, specs) as stack:
         from noderr_core.chain.deploy import ensure_deployed

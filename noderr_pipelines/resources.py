@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from noderr_core.chain.client import ChainClient
-from noderr_core.db import engine_for_url, session_scope
+from noderr_core.db import engine_for_settings, engine_for_url, session_scope
 from noderr_core.settings import get_settings
 from noderr_pipelines.lib.settings import SettingsBackedResource
 
@@ -23,7 +23,7 @@ class DatabaseResource(dg.ConfigurableResource):
     database_url: str = ""
 
     def get_engine(self) -> Engine:
-        return engine_for_url(self.database_url or get_settings().resolved_database_url)
+        return engine_for_url(self.database_url) if self.database_url else engine_for_settings(get_settings())
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -20,5 +20,5 @@ def alembic_config(database_url: str) -> Config:
 def upgrade_database(database_url: str, revision: str = "head") -> None:
     from noderr_core.db import make_engine
 
-    make_engine(database_url).dispose()  # creates the SQLite folder if needed
+    make_engine(database_url).dispose()  # a URL that cannot work fails here, with what to fix
     command.upgrade(alembic_config(database_url), revision)

@@ -151,6 +151,10 @@ def read_model_source(source: str, client=None) -> bytes:
             raise S3Unreachable(unreachable_message(client.meta.endpoint_url, exc)) from exc
         except ClientError as exc:
             raise ModelSourceError(f"cannot read {source}: {_error_code(exc) or exc}") from exc
+    if "://" in source:
+        scheme = source.split("://", 1)[0]
+        raise ModelSourceError(f"{scheme}:// sources are not supported: give a local path or an "
+                               "s3://bucket/key URI")
     path = Path(source).expanduser()
     if not path.is_file():
         raise ModelSourceError(f"model file {path} does not exist (give a local path or s3:// URI)")
