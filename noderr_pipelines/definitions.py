@@ -3,6 +3,7 @@
 import dagster as dg
 
 from noderr_pipelines.defs import models, network, onboarding, rewards, tasks
+from noderr_pipelines.lib.run_storage import RunStorageIOManager
 from noderr_pipelines.resources import DatabaseResource
 
 # Project-wide policy:
@@ -17,7 +18,7 @@ defs = dg.Definitions.merge(
     rewards.defs,
     network.defs,
     dg.Definitions(
-        resources={"database": DatabaseResource()},
+        resources={"database": DatabaseResource(), "io_manager": RunStorageIOManager()},
         executor=dg.in_process_executor,
     ),
 )

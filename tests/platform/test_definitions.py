@@ -16,8 +16,8 @@ EXPECTED = {
         # onboarding
         "screen_application_job", "carry_out_decision_job", "relay_emails_job",
         # models
-        "promote_model_job", "rollback_model_job", "publish_onnx_file_job",
-        "publish_reference_model_job",
+        "promote_model_job", "rollback_model_job", "publish_iris_classifier_job",
+        "publish_iris_tree_job",
         # network
         "node_health_job",
         # rewards

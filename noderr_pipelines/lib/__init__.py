@@ -1,0 +1,1 @@
+"""Reusable Dagster machinery (factories, resources, IO managers); `defs/` holds the instances."""
