@@ -24,6 +24,7 @@ import yaml
 
 from noderr_core.db import make_engine, make_session_factory
 from noderr_core.modelstore import list_model_versions
+from noderr_demo.dagster_ui import DagsterUI
 from noderr_local.process import free_port, stop_process, wait_for
 from tests.models.helpers import onnx_variant
 
@@ -61,11 +62,6 @@ query Events($runId: ID!) {
 }"""
 CAPTURED_LOGS = """
 query Logs($logKey: [String!]!) { capturedLogs(logKey: $logKey) { stdout stderr } }"""
-ROLLOUT = """
-query Rollout($key: AssetKeyInput!) { assetOrError(assetKey: $key) { ... on Asset {
-  assetObservations(limit: 1) { metadataEntries { label
-    ... on TextMetadataEntry { text } ... on IntMetadataEntry { intValue } } } } } }"""
-
 IRIS_SIGNATURE = {
     "inputs": [{"name": "input", "dtype": "float32", "shape": [None, 4]}],
     "outputs": [{"name": "label", "dtype": "int64"}, {"name": "probabilities", "dtype": "float32"}],
@@ -231,11 +227,10 @@ def test_models_in_the_production_storage_layout_through_dagster_webserver(
                     cfg["rollout_percent"] = percent
                 launch("promote_model_job", {"ops": {"promote_model_version_op": {"config": cfg}}})
 
+            catalog = DagsterUI(port)  # what `make demo` reads from the catalog
+
             def rollout(asset: str) -> dict:
-                asset_data = gql(ROLLOUT, {"key": {"path": [asset]}})["assetOrError"]
-                (observation,) = asset_data["assetObservations"]
-                return {e["label"]: e.get("text", e.get("intValue"))
-                        for e in observation["metadataEntries"]}
+                return catalog.latest_asset_events(asset)["observation"]
 
             promote(1, "active")
             promote(2, "canary", 30)
@@ -249,8 +244,8 @@ def test_models_in_the_production_storage_layout_through_dagster_webserver(
             assert state["rollout"] == "v1 active; rolled back v2"
             assert state["action"] == "rollback" and state["active_version"] == 1
             # The other model's lineage carries no rollout it did not have.
-            assert gql(ROLLOUT, {"key": {"path": ["iris_classifier_published"]}})[
-                "assetOrError"]["assetObservations"] == []
+            iris = catalog.latest_asset_events("iris_classifier_published")
+            assert iris["observation"] == {} and iris["materialization"]["status"] == "staged"
     finally:
         stop_process(proc, grace=20)
         log.close()
