@@ -216,3 +216,11 @@ def test_docker_launcher_instance_differs_from_the_postgres_one_only_in_the_laun
     needed = set(re.findall(r"env: (\w+)", text)) - {"DAGSTER_RUN_IMAGE", "DAGSTER_DOCKER_NETWORK"}
     for service in ("dagster-daemon", "dagster-webserver", "pipelines-code"):
         assert needed <= set(compose["services"][service]["environment"]), service
+    # The launcher forwards each listed variable from the daemon's environment (compose file or
+    # .env.production): none may be missing there.
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.production.example")
+                                .read_text(), re.MULTILINE))
+    daemon_env = (set(compose["services"]["dagster-daemon"]["environment"])
+                  | set(override["services"]["dagster-daemon"]["environment"]))
+    missing = set(docker["run_launcher"]["config"]["env_vars"]) - daemon_env - documented
+    assert not missing, missing
