@@ -24,6 +24,7 @@ workers, so counters only go up between scrapes. Unset (one worker, tests): a pe
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import json
 import logging
@@ -244,6 +245,9 @@ class ApiMetrics:
         instruments = None if shared_dir else self.registry
         if shared_dir:
             multiprocess.MultiProcessCollector(self.registry, path=shared_dir)
+            # A worker that exits (uvicorn replaces it) must drop out of the live gauges; its
+            # counters stay in the sum, so totals never go down.
+            atexit.register(multiprocess.mark_process_dead, os.getpid(), shared_dir)
         self.requests = Counter(
             "noderr_api_requests", "HTTP requests served", ["method", "route", "status"],
             registry=instruments,
