@@ -15,14 +15,20 @@ local development (or when NODERR_LOG_JSON says so), tags it with the current re
 scrubs secrets (API keys, bearer tokens, Typeform signatures, cookies, passwords, credentials in
 URLs) from the formatted text, tracebacks included.
 
-Run one uvicorn worker per container and scale with replicas: each replica is scraped on its own.
+Several uvicorn workers in one container (`--workers N`) report one consistent set of metrics with
+Prometheus multiprocess mode: set PROMETHEUS_MULTIPROC_DIR to an empty directory private to the
+container (deploy/k8s mounts an emptyDir) before the workers start. Each worker then writes its
+instruments to files there and every scrape, whichever worker answers, reads the sum over all
+workers, so counters only go up between scrapes. Unset (one worker, tests): a per-app registry.
 """
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -34,7 +40,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client import generate_latest
+from prometheus_client import generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -46,7 +52,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 ACCESS_LOGGER = "noderr.api.access"
 UNMATCHED_ROUTE = "<unmatched>"
 # Probes and scrapes would drown the access log; they are still counted (except /metrics itself).
-QUIET_PATHS = frozenset({"/healthz", "/metrics"})
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 # A caller's request id is kept only when it cannot inject anything into a log line or header.
@@ -220,22 +226,39 @@ class BusinessCollector(Collector):
         yield outbox
 
 
+def multiprocess_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR when set (prometheus_client reads the same variable)."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
 class ApiMetrics:
-    """The API's own registry and instruments."""
+    """The API's own registry and instruments.
+
+    In multiprocess mode the instruments are registered nowhere (their values live in the shared
+    directory) and the scrape registry holds a MultiProcessCollector over that directory plus the
+    business gauges, which are read from the database at scrape time and so need no merging.
+    """
 
     def __init__(self, app: FastAPI):
         self.registry = CollectorRegistry(auto_describe=True)
+        shared_dir = multiprocess_dir()
+        instruments = None if shared_dir else self.registry
+        if shared_dir:
+            multiprocess.MultiProcessCollector(self.registry, path=shared_dir)
+            # A worker that exits (uvicorn replaces it) must drop out of the live gauges; its
+            # counters stay in the sum, so totals never go down.
+            atexit.register(multiprocess.mark_process_dead, os.getpid(), shared_dir)
         self.requests = Counter(
             "noderr_api_requests", "HTTP requests served", ["method", "route", "status"],
-            registry=self.registry,
+            registry=instruments,
         )
         self.latency = Histogram(
             "noderr_api_request_duration_seconds", "Time to serve a request",
-            ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            ["method", "route"], buckets=LATENCY_BUCKETS, registry=instruments,
         )
         self.in_progress = Gauge(
             "noderr_api_requests_in_progress", "Requests being served", ["method"],
-            registry=self.registry,
+            registry=instruments, multiprocess_mode="livesum",
         )
         self.registry.register(BusinessCollector(app))
 

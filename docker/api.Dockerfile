@@ -1,5 +1,7 @@
-# The control-plane API: `uvicorn api.main:app`, one worker per container (scale with replicas,
-# each scraped on its own /metrics). Build from the repository root:
+# The control-plane API: `uvicorn api.main:app`, one worker per container by default (scale with
+# replicas, each scraped on its own /metrics); for several workers per container set
+# PROMETHEUS_MULTIPROC_DIR to an empty directory so /metrics sums them (deploy/k8s does).
+# Build from the repository root:
 #   docker build -f docker/api.Dockerfile -t noderr/api:0.1.0 .
 FROM python:3.11.11-slim-bookworm
 

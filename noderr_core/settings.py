@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     s3_access_key_id: str = LOCAL_S3_ACCESS_KEY
     s3_secret_access_key: SecretStr = SecretStr(LOCAL_S3_SECRET_KEY)
     model_bucket: str = "noderr-models"
+    # Dagster runs: step outputs in S3 (this bucket, under the prefix) when set, so a run's steps can
+    # be re-executed from another container; empty = files under DAGSTER_HOME/storage (one machine).
+    dagster_io_bucket: str = ""
+    dagster_io_prefix: str = "dagster/io"
+    # The ML team's model catalog (YAML); empty = noderr_pipelines/defs/models/catalog/models.yaml.
+    model_catalog: Path | None = None
     presign_expiry_seconds: int = 300
 
     # Ed25519 private key (hex, 32 bytes) that signs manifests and beacons. Empty in local = a key

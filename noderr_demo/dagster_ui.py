@@ -11,6 +11,25 @@ from dagster_graphql import DagsterGraphQLClient
 
 from noderr_demo.report import DemoFailure
 
+# The latest materialization (a published version) and observation (its rollout state) of an asset.
+_ASSET_EVENTS = """
+query AssetEvents($key: AssetKeyInput!) {
+  assetOrError(assetKey: $key) {
+    __typename
+    ... on Asset {
+      assetMaterializations(limit: 1) { runId metadataEntries { ...entry } }
+      assetObservations(limit: 1) { runId metadataEntries { ...entry } }
+    }
+  }
+}
+fragment entry on MetadataEntry {
+  label
+  ... on TextMetadataEntry { text }
+  ... on IntMetadataEntry { intValue }
+  ... on FloatMetadataEntry { floatValue }
+  ... on BoolMetadataEntry { boolValue }
+}"""
+
 _FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
@@ -36,6 +55,22 @@ class DagsterUI:
             time.sleep(1.0)
         if status != DagsterRunStatus.SUCCESS:
             raise DemoFailure(f"Dagster run {run_id} ended {status}: see {self.run_url(run_id)}")
+
+    def latest_asset_events(self, asset_name: str) -> dict[str, dict[str, Any]]:
+        """{"materialization": {label: value}, "observation": {label: value}} from the catalog."""
+        result = self.client._execute(_ASSET_EVENTS, {"key": {"path": [asset_name]}})
+        asset = result["assetOrError"]
+        if asset["__typename"] != "Asset":
+            raise DemoFailure(f"asset {asset_name} is not in the Dagster catalog")
+
+        def values(events: list[dict]) -> dict[str, Any]:
+            if not events:
+                return {}
+            return {e["label"]: next((v for k, v in e.items() if k != "label"), None)
+                    for e in events[0]["metadataEntries"]}
+
+        return {"materialization": values(asset["assetMaterializations"]),
+                "observation": values(asset["assetObservations"])}
 
     def run(self, job_name: str, run_config: Mapping[str, Any] | None = None,
             timeout: float = 600) -> str:

@@ -16,6 +16,7 @@ import traceback
 import httpx
 
 from noderr_local.process import LocalStack
+from noderr_demo.model_catalog import catalog_journey
 from noderr_demo.report import DemoFailure, DemoReport, wait_until
 from noderr_demo.stack import DemoEnvironment, prepare_environment, start_platform
 
@@ -42,6 +43,7 @@ def run_demo() -> int:
     try:
         _platform(report, demo, stack)
         _model_journey(report, demo)
+        catalog_journey(report, demo)
         applicants = _operator_journey(report, demo)
         nodes = _node_journey(report, demo, applicants)
         _task_journey(report, demo, nodes)
@@ -96,7 +98,7 @@ def _model_journey(report: DemoReport, demo: DemoEnvironment) -> None:
 
     ui = DagsterUI(demo.dagster_port)
     with report.step("model", "materialize the `models` group from the Dagster webserver") as s:
-        run_id = ui.run("publish_reference_model_job", timeout=900)
+        run_id = ui.run("publish_iris_classifier_job", timeout=900)
         with session_scope() as session:
             versions = list_model_versions(session, MODEL_NAME)
         if not versions:

@@ -12,6 +12,7 @@ import dagster as dg
 
 from noderr_pipelines.defs import models, network, onboarding, outbox, rewards, tasks
 from noderr_pipelines.lib.policy import apply_policy
+from noderr_pipelines.lib.run_storage import RunStorageIOManager
 from noderr_pipelines.resources import ChainResource, DatabaseResource
 
 # domain -> (its Definitions, the team that owns it)
@@ -28,7 +29,8 @@ defs = dg.Definitions.merge(
     *(apply_policy(domain_defs, domain=name, owner=owner)
       for name, (domain_defs, owner) in DOMAINS.items()),
     dg.Definitions(
-        resources={"database": DatabaseResource(), "chain": ChainResource()},
+        resources={"database": DatabaseResource(), "chain": ChainResource(),
+                   "io_manager": RunStorageIOManager()},
         executor=dg.in_process_executor,
     ),
 )

@@ -32,6 +32,7 @@ _WEBHOOK_OTHER_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "PUT")
 # Reviewed: who may call these without a principal, and what protects them instead.
 PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): "liveness probe, returns a constant",
+    ("GET", "/readyz"): "readiness probe: database reachable or 503, nothing else",
     ("GET", "/metrics"): "Prometheus scrape; `Bearer NODERR_METRICS_TOKEN` when that is set",
     ("POST", "/webhooks/typeform"): "Typeform-Signature (HMAC of the body) is the credential",
     ("POST", "/webhooks/typeform/{subpath:path}"): "same handler and signature check",

@@ -10,12 +10,14 @@ from noderr_core.modelstore.registry import (
     ModelVersionNotFound,
     PublishOutcome,
     RegistryError,
+    RolloutState,
     current_beacon_sequence,
     list_model_versions,
     list_rollout_events,
     promote_model_version,
     publish_model_version,
     rollback_model,
+    rollout_state,
     signed_manifest_of,
 )
 from noderr_core.modelstore.rollout import assigned_version, in_canary, rollout_bucket
@@ -34,6 +36,7 @@ __all__ = [
     "ModelVersionStatus",
     "PublishOutcome",
     "RegistryError",
+    "RolloutState",
     "assigned_version",
     "build_signed_beacon",
     "current_beacon_sequence",
@@ -44,5 +47,6 @@ __all__ = [
     "publish_model_version",
     "rollback_model",
     "rollout_bucket",
+    "rollout_state",
     "signed_manifest_of",
 ]

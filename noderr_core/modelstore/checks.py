@@ -101,3 +101,44 @@ def check_runs(onnx_bytes: bytes) -> CheckOutcome:
         return CheckOutcome(False, f"onnxruntime cannot run the model: {exc}", {})
     return CheckOutcome(True, f"onnxruntime ran one zero row: {len(outputs)} outputs",
                         {"outputs": len(outputs)})
+
+
+def check_signature(onnx_bytes: bytes, expected_inputs: list[dict],
+                    expected_outputs: list[dict]) -> CheckOutcome:
+    """The model's input/output tensors are the ones the catalog declares (what nodes will feed).
+
+    Each expected tensor is `{name, dtype?, shape?}`: names and order must match; dtype and shape
+    are compared when declared (shape entries None = any size, e.g. the batch axis).
+    """
+    from noderr_core.modelstore.packaging import InvalidModelFile, read_onnx_signature
+
+    try:
+        signature = read_onnx_signature(onnx_bytes)
+    except InvalidModelFile as exc:
+        return CheckOutcome(False, f"cannot read the model's signature: {exc}", {})
+    problems: list[str] = []
+    for kind, actual, expected in (("input", signature.inputs, expected_inputs),
+                                   ("output", signature.outputs, expected_outputs)):
+        actual_names = [t.name for t in actual]
+        expected_names = [t["name"] for t in expected]
+        if actual_names != expected_names:
+            problems.append(f"{kind}s are {actual_names}, expected {expected_names}")
+            continue
+        for tensor, want in zip(actual, expected, strict=True):
+            if want.get("dtype") and tensor.dtype != want["dtype"]:
+                problems.append(f"{kind} {tensor.name} is {tensor.dtype}, expected {want['dtype']}")
+            if want.get("shape") is not None and not _shape_matches(tensor.shape, want["shape"]):
+                problems.append(f"{kind} {tensor.name} has shape {tensor.shape}, "
+                                f"expected {want['shape']}")
+    metadata = {"inputs": ", ".join(f"{t.name}:{t.dtype}{t.shape}" for t in signature.inputs),
+                "outputs": ", ".join(f"{t.name}:{t.dtype}{t.shape}" for t in signature.outputs)}
+    if problems:
+        return CheckOutcome(False, "signature differs from the catalog: " + "; ".join(problems),
+                            metadata)
+    return CheckOutcome(True, "inputs and outputs match the declared signature", metadata)
+
+
+def _shape_matches(actual: list[int | None], expected: list[int | None]) -> bool:
+    if len(actual) != len(expected):
+        return False
+    return all(want is None or have == want for have, want in zip(actual, expected, strict=True))

@@ -32,15 +32,35 @@ class TrainedReferenceModel:
 
 
 def train_reference_model() -> TrainedReferenceModel:
-    from sklearn.datasets import load_iris
+    """The reference model: logistic regression."""
     from sklearn.linear_model import LogisticRegression
+
+    return _train_on_iris(LogisticRegression(max_iter=1000))
+
+
+def train_iris_decision_tree() -> TrainedReferenceModel:
+    """A second iris model (depth-3 decision tree, fixed seed): same data, different estimator."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    return _train_on_iris(DecisionTreeClassifier(max_depth=3, random_state=SPLIT_SEED))
+
+
+# Training recipes a model catalog may name as its source (`source: {training: <name>}`).
+TRAINERS = {
+    "iris-logistic-regression": train_reference_model,
+    "iris-decision-tree": train_iris_decision_tree,
+}
+
+
+def _train_on_iris(estimator) -> TrainedReferenceModel:
+    from sklearn.datasets import load_iris
     from sklearn.model_selection import train_test_split
 
     x, y = load_iris(return_X_y=True)
     x_train, x_holdout, y_train, y_holdout = train_test_split(
         x.astype(np.float32), y, test_size=HOLDOUT_FRACTION, random_state=SPLIT_SEED, stratify=y
     )
-    estimator = LogisticRegression(max_iter=1000).fit(x_train, y_train)
+    estimator.fit(x_train, y_train)
     accuracy = float((estimator.predict(x_holdout) == y_holdout).mean())
     return TrainedReferenceModel(
         estimator=estimator,
@@ -51,13 +71,13 @@ def train_reference_model() -> TrainedReferenceModel:
     )
 
 
-def export_to_onnx(estimator, n_features: int) -> bytes:
+def export_to_onnx(estimator, n_features: int, model_name: str = REFERENCE_MODEL_NAME) -> bytes:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
     onnx_model = convert_sklearn(
         estimator,
-        "noderr-" + REFERENCE_MODEL_NAME,
+        "noderr-" + model_name,
         initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
         options={id(estimator): {"zipmap": False}},
         target_opset=TARGET_OPSET,

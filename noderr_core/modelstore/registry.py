@@ -323,3 +323,48 @@ def rollback_model(
     _record(session, sequence=sequence, row=target, action="rollback", from_status=from_status,
             actor=actor, rolled_back_from=current.version)
     return target
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """Where one model stands: what nodes run now, and what is waiting or was rolled back."""
+
+    model_name: str
+    beacon_sequence: int
+    active_version: int | None
+    canary_version: int | None
+    canary_percent: int
+    staged_versions: list[int]
+    rolled_back_versions: list[int]  # versions that were active and were rolled back from
+
+    def summary(self) -> str:
+        parts = []
+        if self.active_version is not None:
+            parts.append(f"v{self.active_version} active")
+        if self.canary_version is not None:
+            parts.append(f"v{self.canary_version} canary {self.canary_percent}%")
+        if self.staged_versions:
+            parts.append("staged " + ", ".join(f"v{v}" for v in self.staged_versions))
+        if self.rolled_back_versions:
+            parts.append("rolled back " + ", ".join(f"v{v}" for v in self.rolled_back_versions))
+        return "; ".join(parts) or "nothing published"
+
+
+def rollout_state(session: Session, model_name: str) -> RolloutState:
+    versions = list_model_versions(session, model_name)
+    active = next((v for v in versions if v.status == S.ACTIVE), None)
+    canary = next((v for v in versions if v.status == S.CANARY), None)
+    rolled_back = session.scalars(
+        select(ModelRolloutEvent.details).where(
+            ModelRolloutEvent.model_name == model_name, ModelRolloutEvent.action == "rollback")
+    )
+    return RolloutState(
+        model_name=model_name,
+        beacon_sequence=current_beacon_sequence(session),
+        active_version=active.version if active else None,
+        canary_version=canary.version if canary else None,
+        canary_percent=canary.rollout_percent if canary else 0,
+        staged_versions=sorted(v.version for v in versions if v.status == S.STAGED),
+        rolled_back_versions=sorted({int(d["rolled_back_from"]) for d in rolled_back
+                                     if d and "rolled_back_from" in d}),
+    )
