@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from noderr_pipelines.defs import models, network, onboarding, rewards, tasks
+from noderr_pipelines.defs import models, network, onboarding, rewards, staking, tasks
 from noderr_pipelines.resources import DatabaseResource
 
 # Project-wide policy:
@@ -16,6 +16,7 @@ defs = dg.Definitions.merge(
     tasks.defs,
     rewards.defs,
     network.defs,
+    staking.defs,
     dg.Definitions(
         resources={"database": DatabaseResource()},
         executor=dg.in_process_executor,

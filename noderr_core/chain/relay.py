@@ -14,6 +14,8 @@ Actions (payloads from the cross-area contract):
   register_node   {"node_id", "operator_wallet"}  -> NodeRegistry.register_node; sets Node.chain_registered_at
   deregister_node {"node_id"}                     -> NodeRegistry.deregister_node; clears it
   publish_root    {"epoch", "epoch_date", "root", "total_cumulative"} -> RewardDistributor.publish_root
+  slash_stake     {"case_id", "node_id", "chain_case_id", "fraction_bps"} -> Stake.slash; the case
+                  (noderr_core.slashing.cases) becomes slashed, or failed with the revert reason
 Node actions are applied in order per node: a row older than another register/deregister row of the
 same node is superseded (the newest row states the desired on-chain state).
 """
@@ -42,6 +44,7 @@ from noderr_core.tables import Node, OutboxAttempt, OutboxMessage
 from noderr_core.tables.rewards import ChainTransaction, RewardEpoch
 from noderr_core.outbox import claim_due, record_failure, record_success
 from noderr_core.settings import Settings
+from noderr_core.slashing.cases import record_slash_result
 from noderr_core.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -59,9 +62,10 @@ class ActionOutcome:
     outcome: str  # mined | already_done | superseded
     detail: str = ""
     receipt: TxReceipt | None = None
+    extra: dict = field(default_factory=dict)
 
     def result(self) -> dict:
-        out = {"outcome": self.outcome, "detail": self.detail}
+        out = {"outcome": self.outcome, "detail": self.detail} | self.extra
         if self.receipt:
             out |= self.receipt.as_dict()
         return out
@@ -149,10 +153,40 @@ def _publish_root(client: ChainClient, payload: dict) -> ActionOutcome:
     return ActionOutcome("mined" if receipt else "already_done", f"published root {root} for epoch {epoch}", receipt)
 
 
+def _slash_stake(client: ChainClient, payload: dict) -> ActionOutcome:
+    node_id = _require(payload, "node_id")
+    case_hex = _require(payload, "chain_case_id")
+    fraction_bps = int(_require(payload, "fraction_bps"))
+    try:
+        case_bytes = bytes.fromhex(str(case_hex).removeprefix("0x"))
+    except ValueError as exc:
+        raise BadChainMessage(f"chain_case_id {case_hex!r} is not hex") from exc
+    if len(case_bytes) != 32:
+        raise BadChainMessage(f"chain_case_id {case_hex!r} is not 32 bytes")
+    stake = client.stake()
+
+    def slashed() -> int:
+        return client.read(stake.functions.slashed_by_case(case_bytes))
+
+    already = slashed()
+    if already:
+        return ActionOutcome("already_done", f"case {case_hex} already slashed {already}",
+                             extra={"slashed_amount": str(already)})
+    receipt = _send_checked(
+        client, stake.functions.slash(node_id_bytes32(node_id), case_bytes, fraction_bps),
+        done=lambda: slashed() > 0,
+    )
+    amount = slashed()
+    return ActionOutcome("mined" if receipt else "already_done",
+                         f"slashed {amount} of {node_id}'s stake under case {case_hex}", receipt,
+                         extra={"slashed_amount": str(amount)})
+
+
 ACTIONS = {
     "register_node": _register_node,
     "deregister_node": _deregister_node,
     "publish_root": _publish_root,
+    "slash_stake": _slash_stake,
 }
 
 
@@ -259,6 +293,13 @@ def _apply_success(session: Session, msg: OutboxMessage, outcome: ActionOutcome)
             node.chain_registered_at = None
     elif action == "publish_root":
         _update_epoch_from_row(session, msg)
+    elif action == "slash_stake":
+        record_slash_result(session, payload, ok=True, detail=outcome.result() | (
+            {"tx_hash": outcome.receipt.tx_hash} if outcome.receipt else {}))
+
+
+def _slash_failed(session: Session, payload: dict, error: str) -> None:
+    record_slash_result(session, payload, ok=False, detail={"error": error})
 
 
 def _update_epoch_from_row(session: Session, msg: OutboxMessage) -> None:
@@ -331,6 +372,8 @@ def _relay_one(factory, client: ChainClient | None, msg: OutboxMessage, report: 
                                          tx_hash=tx_hash, revert_reason=reason))
             if action == "publish_root":
                 _update_epoch_from_row(session, row)
+            elif action == "slash_stake":
+                _slash_failed(session, payload, error)
             session.commit()
             report.failed += 1
             log.warning("chain outbox %s (%s) failed permanently: %s", msg.id, msg.idempotency_key, error)
@@ -342,6 +385,8 @@ def _relay_one(factory, client: ChainClient | None, msg: OutboxMessage, report: 
             row = record_failure(session, msg, str(exc), retryable=True, detail=detail)
             if action == "publish_root":
                 _update_epoch_from_row(session, row)
+            elif action == "slash_stake" and row.status == "failed":
+                _slash_failed(session, payload, str(exc))
             session.commit()
             if row.status == "failed":
                 report.failed += 1
