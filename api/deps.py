@@ -80,7 +80,8 @@ class ErrorDetail(BaseModel):
 # tests/test_api_fuzz.py rely on it).
 NODE_AUTH_RESPONSES: dict[int | str, dict] = {
     401: {"model": ErrorDetail, "description": "missing, malformed, unknown or rotated node API key"},
-    403: {"model": ErrorDetail, "description": "the node is suspended or removed"},
+    403: {"model": ErrorDetail, "description": "the node is suspended or removed (or, on lease, its stake "
+          "is not bonded: docs/staking.md)"},
 }
 
 # FastAPI answers 400 "There was an error parsing the body" (not 422) when a JSON body is not even

@@ -89,6 +89,17 @@ class Settings(BaseSettings):
     chain_addresses_file: Path | None = None  # default: state_dir / "chain.json"
     reward_pool_per_epoch: int = Field(default=1_000 * 10**18, ge=0)
 
+    # Stake and slashing (docs/staking.md). stake_required: None = off in local/test, on elsewhere.
+    stake_required: bool | None = None
+    stake_minimum: int = Field(default=1_000 * 10**18, gt=0)  # per node, token base units
+    stake_unbonding_delay_seconds: int = Field(default=7 * 86400, ge=0)
+    stake_treasury: str = ""  # where slashed stake goes; empty = the deployer (platform signer)
+    slashing_min_invalid: int = Field(default=3, ge=2)  # K: never a single disagreement
+    slashing_recent_results: int = Field(default=20, ge=2)  # N: among the node's last N judged
+    slashing_window_hours: int = Field(default=24, ge=1)  # ... judged within this window
+    slashing_challenge_seconds: int = Field(default=72 * 3600, ge=0)  # admin may dismiss meanwhile
+    slashing_fraction_bps: int = Field(default=1_000, ge=1, le=10_000)  # 10% of the bonded stake
+
     # When set, GET /metrics requires `Authorization: Bearer <token>`.
     metrics_token: SecretStr = SecretStr("")
 
@@ -121,6 +132,11 @@ class Settings(BaseSettings):
     @property
     def is_local(self) -> bool:
         return self.env in ("local", "test")
+
+    @property
+    def stake_gate_enabled(self) -> bool:
+        """Nodes lease only with bonded stake: NODERR_STAKE_REQUIRED, else on outside local/test."""
+        return self.stake_required if self.stake_required is not None else not self.is_local
 
     @property
     def resolved_database_url(self) -> str:

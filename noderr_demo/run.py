@@ -15,6 +15,7 @@ import traceback
 
 import httpx
 
+from noderr_demo import stake
 from noderr_local.process import LocalStack
 from noderr_demo.model_catalog import catalog_journey
 from noderr_demo.report import DemoFailure, DemoReport, wait_until
@@ -37,6 +38,7 @@ def run_demo() -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     report = DemoReport()
     demo = prepare_environment()
+    stake.require_stake(demo)
     stack = LocalStack(demo.settings, log_dir=demo.state_dir / "logs")
     nodes = []
     ok = False
@@ -45,8 +47,10 @@ def run_demo() -> int:
         _model_journey(report, demo)
         catalog_journey(report, demo)
         applicants = _operator_journey(report, demo)
+        stake.bond_operator_stakes(report, demo, applicants)
         nodes = _node_journey(report, demo, applicants)
         _task_journey(report, demo, nodes)
+        stake.lying_node_journey(report, demo, nodes, applicants)
         _reward_journey(report, demo, applicants)
         _monitoring(report, demo, nodes)
         ok = True

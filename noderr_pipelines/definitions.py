@@ -10,7 +10,7 @@ op jobs retried with backoff, every asset and job owned by its domain's team. An
 
 import dagster as dg
 
-from noderr_pipelines.defs import models, network, onboarding, outbox, rewards, tasks
+from noderr_pipelines.defs import models, network, onboarding, outbox, rewards, staking, tasks
 from noderr_pipelines.lib.policy import apply_policy
 from noderr_pipelines.lib.run_storage import RunStorageIOManager
 from noderr_pipelines.resources import ChainResource, DatabaseResource
@@ -23,6 +23,7 @@ DOMAINS = {
     "rewards": (rewards.defs, "team:rewards"),
     "network": (network.defs, "team:platform"),
     "outbox": (outbox.defs, "team:platform"),
+    "staking": (staking.defs, "team:rewards"),
 }
 
 defs = dg.Definitions.merge(

@@ -94,6 +94,7 @@ ADMIN: set[tuple[str, str]] = {
     ("POST", "/admin/clients/keys/{key_id}/revoke"),
     ("POST", "/admin/clients/{client_id}/disable"),
     ("GET", "/admin/rewards"),
+    ("POST", "/admin/slashing/{case_id}/dismiss"),
 }
 CLASSES = {"public": set(PUBLIC), "local-only": LOCAL_ONLY, "node": NODE, "client": CLIENT,
            "admin": ADMIN}

@@ -18,6 +18,8 @@ from api.admin.views import network, operators
 from api.deps import SessionDep, SettingsDep
 from noderr_core.audit import Actor
 from noderr_core.network import node_status_counts
+from noderr_core.slashing.cases import cases_for_node
+from noderr_core.staking import node_stake_view
 from noderr_core.tables import NodeStatus
 
 router = protected_router()
@@ -60,7 +62,8 @@ def node_page(request: Request, node_id: str, session: SessionDep, window: Windo
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"node {node_id} does not exist")
     return templates.TemplateResponse(request, "admin/node_detail.html", {
         "active_nav": "nodes", "d": detail, "node": detail.node, "window": window,
-        "windows": list(WINDOWS),
+        "windows": list(WINDOWS), "stake": node_stake_view(session, node_id),
+        "slashing_cases": cases_for_node(session, node_id),
     })
 
 

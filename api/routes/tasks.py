@@ -23,7 +23,9 @@ from api.deps import (
     CurrentNode,
     ErrorDetail,
     SessionDep,
+    SettingsDep,
 )
+from noderr_core.staking import stake_allows_leasing, stake_refusal_detail
 from noderr_core.tables.tasks import Client
 from noderr_core.tasks import (
     TaskBatchTooLarge,
@@ -94,7 +96,10 @@ node_router = APIRouter(
 
 
 @node_router.post("/lease", response_model=LeaseResponse)
-def post_lease(body: LeaseRequest, node: CurrentNode, session: SessionDep) -> LeaseResponse:
+def post_lease(body: LeaseRequest, node: CurrentNode, session: SessionDep, settings: SettingsDep) -> LeaseResponse:
+    # The bonding gate (docs/staking.md): one primary-key read of node_stakes, never an RPC.
+    if settings.stake_gate_enabled and not stake_allows_leasing(session, node.id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=stake_refusal_detail(session, node.id))
     outcome = lease_tasks(
         session,
         node_id=node.id,

@@ -29,6 +29,7 @@ class ChainAddresses:
     deployer: str
     deployed_block: int = 0
     token_is_local: bool = True  # True when deploy created (and funded) the RewardToken itself
+    stake: str = ""  # the Stake contract; empty in files written before it existed (redeploy)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -49,6 +50,8 @@ def load_addresses(path: Path) -> ChainAddresses:
         value = getattr(addresses, field)
         if not is_address(value):
             raise ChainNotDeployed(f"{path}: {field}={value!r} is not an address")
+    if addresses.stake and not is_address(addresses.stake):
+        raise ChainNotDeployed(f"{path}: stake={addresses.stake!r} is not an address")
     return ChainAddresses(
         **{
             **asdict(addresses),
@@ -56,6 +59,7 @@ def load_addresses(path: Path) -> ChainAddresses:
             "reward_distributor": to_checksum_address(addresses.reward_distributor),
             "reward_token": to_checksum_address(addresses.reward_token),
             "deployer": to_checksum_address(addresses.deployer),
+            "stake": to_checksum_address(addresses.stake) if addresses.stake else "",
         }
     )
 

@@ -153,6 +153,12 @@ class ChainClient:
     def token(self):
         return self.contract("RewardToken", self._require_addresses().reward_token)
 
+    def stake(self):
+        addresses = self._require_addresses()
+        if not addresses.stake:
+            raise ChainError("the Stake contract is not deployed: run `noderr chain deploy --force`")
+        return self.contract("Stake", addresses.stake)
+
     def read(self, fn) -> Any:
         """A view call; RPC failures become ChainUnavailable."""
         try:

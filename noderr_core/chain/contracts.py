@@ -17,7 +17,7 @@ from noderr_core.settings import PROJECT_ROOT
 CONTRACTS_DIR = PROJECT_ROOT / "contracts"
 # Ganache 7.9's newest hardfork; the bytecode also runs on later forks (eth-tester, Base).
 EVM_VERSION = "shanghai"
-CONTRACT_NAMES = ("NodeRegistry", "RewardDistributor", "RewardToken")
+CONTRACT_NAMES = ("NodeRegistry", "RewardDistributor", "RewardToken", "Stake")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ Actions (payloads from the cross-area contract):
   register_node   {"node_id", "operator_wallet"}  -> NodeRegistry.register_node; sets Node.chain_registered_at
   deregister_node {"node_id"}                     -> NodeRegistry.deregister_node; clears it
   publish_root    {"epoch", "epoch_date", "root", "total_cumulative"} -> RewardDistributor.publish_root
+  slash_stake     {"case_id", "node_id", "chain_case_id", "fraction_bps"} -> Stake.slash; the case
+                  (noderr_core.slashing.cases) becomes slashed, or failed with the revert reason
 Node actions are applied in order per node: a row older than another register/deregister row of the
 same node is superseded (the newest row states the desired on-chain state).
 """
@@ -43,6 +45,7 @@ from noderr_core.chain.client import (
 )
 from noderr_core.outbox.relay import Delivered, DeliveryFailed, OutboxHandler, SessionFactory
 from noderr_core.settings import Settings
+from noderr_core.slashing.cases import record_slash_result
 from noderr_core.tables import Node, OutboxAttempt, OutboxKind, OutboxMessage
 from noderr_core.tables.rewards import ChainTransaction, RewardEpoch
 from noderr_core.timeutil import utcnow
@@ -61,9 +64,10 @@ class ActionOutcome:
     outcome: str  # mined | already_done | superseded
     detail: str = ""
     receipt: TxReceipt | None = None
+    extra: dict = field(default_factory=dict)
 
     def result(self) -> dict:
-        out = {"outcome": self.outcome, "detail": self.detail}
+        out = {"outcome": self.outcome, "detail": self.detail} | self.extra
         if self.receipt:
             out |= self.receipt.as_dict()
         return out
@@ -137,10 +141,40 @@ def _publish_root(client: ChainClient, payload: dict) -> ActionOutcome:
     return ActionOutcome("mined" if receipt else "already_done", f"published root {root} for epoch {epoch}", receipt)
 
 
+def _slash_stake(client: ChainClient, payload: dict) -> ActionOutcome:
+    node_id = _require(payload, "node_id")
+    case_hex = _require(payload, "chain_case_id")
+    fraction_bps = int(_require(payload, "fraction_bps"))
+    try:
+        case_bytes = bytes.fromhex(str(case_hex).removeprefix("0x"))
+    except ValueError as exc:
+        raise BadChainMessage(f"chain_case_id {case_hex!r} is not hex") from exc
+    if len(case_bytes) != 32:
+        raise BadChainMessage(f"chain_case_id {case_hex!r} is not 32 bytes")
+    stake = client.stake()
+
+    def slashed() -> int:
+        return client.read(stake.functions.slashed_by_case(case_bytes))
+
+    already = slashed()
+    if already:
+        return ActionOutcome("already_done", f"case {case_hex} already slashed {already}",
+                             extra={"slashed_amount": str(already)})
+    receipt = _send_checked(
+        client, stake.functions.slash(node_id_bytes32(node_id), case_bytes, fraction_bps),
+        done=lambda: slashed() > 0,
+    )
+    amount = slashed()
+    return ActionOutcome("mined" if receipt else "already_done",
+                         f"slashed {amount} of {node_id}'s stake under case {case_hex}", receipt,
+                         extra={"slashed_amount": str(amount)})
+
+
 ACTIONS = {
     "register_node": _register_node,
     "deregister_node": _deregister_node,
     "publish_root": _publish_root,
+    "slash_stake": _slash_stake,
 }
 
 
@@ -247,6 +281,13 @@ def _apply_success(session: Session, msg: OutboxMessage, outcome: str) -> None:
             node.chain_registered_at = None
     elif action == "publish_root":
         _update_epoch_from_row(session, msg)
+    elif action == "slash_stake":
+        record_slash_result(session, payload, ok=True, detail=outcome.result() | (
+            {"tx_hash": outcome.receipt.tx_hash} if outcome.receipt else {}))
+
+
+def _slash_failed(session: Session, payload: dict, error: str) -> None:
+    record_slash_result(session, payload, ok=False, detail={"error": error})
 
 
 def _update_epoch_from_row(session: Session, msg: OutboxMessage) -> None:
@@ -344,3 +385,5 @@ class ChainHandler(OutboxHandler):
                                          revert_reason=failure.reason))
         if action == "publish_root":
             _update_epoch_from_row(session, row)
+        elif action == "slash_stake" and row.status == "failed":
+            _slash_failed(session, payload, failure.error)

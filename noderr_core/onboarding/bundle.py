@@ -92,11 +92,20 @@ This folder configures one Noderr inference node. It contains:
    {settings.public_base_url.rstrip('/')} and starts working on tasks; your rewards accrue to the
    wallet you registered.
 
+## Bond stake
+
+{"The network requires" if settings.stake_gate_enabled else "The network may require"} bonded stake before a node leases work: from the payout
+wallet you registered, approve the Stake contract for at least {settings.stake_minimum} token base
+units and call `Stake.bond({node_id!r} as bytes32, amount)` (the contract address is in
+`noderr chain status`). Unbonding takes {settings.stake_unbonding_delay_seconds // 3600} hours; the stake stays
+slashable until then if the node's results are proven wrong (see the Noderr staking docs).
+
 ## If something goes wrong
 
 - `401 unknown or rotated node API key` in the logs: this bundle was replaced by a newer one; use
   the newest email from Noderr.
 - `403 ... suspended`: contact the Noderr admins.
+- `403 ... no bonded stake` (or below the minimum, or unbonding): bond stake as above.
 - Lost the `.env`? Ask the admins for a new download link: it issues a new key and disables this one.
 """
 
