@@ -15,13 +15,12 @@ import traceback
 
 import httpx
 
-from noderr_demo import stake
+from noderr_demo import MODEL_NAME, stake
 from noderr_local.process import LocalStack
 from noderr_demo.model_catalog import catalog_journey
 from noderr_demo.report import DemoFailure, DemoReport, wait_until
 from noderr_demo.stack import DemoEnvironment, prepare_environment, start_platform
 
-MODEL_NAME = "iris-classifier"
 APPLICANTS = [
     ("Ada Lovelace", "ada@operators.example", "eu-west"),
     ("Grace Hopper", "grace@operators.example", "us-east"),

@@ -30,6 +30,7 @@ from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY
 from noderr_core.staking import node_stake_view
 from noderr_core.staking.chain import bond_stake
 from noderr_core.tables.staking import SlashingCase
+from noderr_demo import MODEL_NAME
 from noderr_demo.report import DemoFailure, wait_until
 from noderr_demo.rewards import _send
 
@@ -79,7 +80,7 @@ def lying_node_journey(report, demo, nodes: list, applicants: list) -> None:
 
     liar_index = len(nodes) - 1
     liar, honest = applicants[liar_index], nodes[0]
-    model = _model_name()
+    model = MODEL_NAME
     version = demo.extra["model_version"]
     with report.step("slashing", f"node {liar.node_id} lies: outvoted by a quorum of other operators") as s:
         nodes[liar_index].stop()  # its honest process must not answer the replicas we lie on
@@ -136,12 +137,6 @@ def lying_node_journey(report, demo, nodes: list, applicants: list) -> None:
         nodes[liar_index] = restarted
         wait_until(restarted.ready, 180, f"node {liar.node_id} to load {model} again")
         s.detail = f"{liar.node_id} ready at {restarted.url}"
-
-
-def _model_name() -> str:
-    from noderr_demo.run import MODEL_NAME
-
-    return MODEL_NAME
 
 
 def _wrong(outputs: dict) -> dict:

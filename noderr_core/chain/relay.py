@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from eth_utils import is_address, to_checksum_address
@@ -267,7 +267,8 @@ def execute_message(client: ChainClient, msg: OutboxMessage, ctx: MessageContext
     return handler(client, payload)
 
 
-def _apply_success(session: Session, msg: OutboxMessage, outcome: str) -> None:
+def _apply_success(session: Session, msg: OutboxMessage, delivered: Delivered) -> None:
+    outcome = delivered.outcome
     payload = msg.payload or {}
     action = payload.get("action")
     now = utcnow()
@@ -282,8 +283,9 @@ def _apply_success(session: Session, msg: OutboxMessage, outcome: str) -> None:
     elif action == "publish_root":
         _update_epoch_from_row(session, msg)
     elif action == "slash_stake":
-        record_slash_result(session, payload, ok=True, detail=outcome.result() | (
-            {"tx_hash": outcome.receipt.tx_hash} if outcome.receipt else {}))
+        receipt: TxReceipt | None = delivered.evidence
+        record_slash_result(session, payload, ok=True, detail=dict(delivered.result) | (
+            {"tx_hash": receipt.tx_hash} if receipt else {}))
 
 
 def _slash_failed(session: Session, payload: dict, error: str) -> None:
@@ -374,7 +376,7 @@ class ChainHandler(OutboxHandler):
             block_number=receipt.block_number if receipt else None,
             gas_used=receipt.gas_used if receipt else None,
         ))
-        _apply_success(session, row, delivered.outcome)
+        _apply_success(session, row, delivered)
 
     def on_failure(self, session: Session, row: OutboxMessage, failure: DeliveryFailed) -> None:
         payload = row.payload or {}

@@ -19,7 +19,9 @@ from sqlalchemy import select
 from noderr_core.audit import Actor
 from noderr_core.chain.client import node_id_bytes32
 from noderr_core.chain.deploy import DEFAULT_MIN_STAKE
-from noderr_core.chain.relay import relay_due_chain_messages
+from noderr_core.chain.relay import ChainHandler
+from noderr_core.db import make_session_factory
+from noderr_core.outbox import relay_due
 from noderr_core.email import render_email
 from noderr_core.settings import Settings
 from noderr_core.slashing.cases import dismiss_case, due_case_ids, queue_slash
@@ -155,8 +157,8 @@ def test_a_lying_node_is_slashed_after_the_challenge_window(db_url, engine, sess
 
     treasury = eth_chain.client.stake().functions.treasury().call()
     before = eth_chain.client.token().functions.balanceOf(treasury).call()
-    relayed = relay_due_chain_messages(engine, Settings(env="test"), client=eth_chain.client)
-    assert relayed.mined == 1, relayed.messages
+    relayed = relay_due(make_session_factory(engine), ChainHandler(Settings(env="test"), client=eth_chain.client))
+    assert relayed.outcomes["mined"] == 1, relayed.messages
     assert eth_chain.client.token().functions.balanceOf(treasury).call() - before == MIN // 10
     with session_factory() as s:
         case = s.get(SlashingCase, case_id)
@@ -287,8 +289,8 @@ def test_a_slash_after_the_stake_was_withdrawn_is_refused_and_the_case_fails(
     with session_factory() as s:
         assert queue_slash(s, case_id, actor=Actor.system("test"), now=utcnow() + timedelta(hours=2))
         s.commit()
-    relayed = relay_due_chain_messages(engine, Settings(env="test"), client=eth_chain.client)
-    assert relayed.failed == 1
+    relayed = relay_due(make_session_factory(engine), ChainHandler(Settings(env="test"), client=eth_chain.client))
+    assert len(relayed.failed) == 1
     with session_factory() as s:
         case = s.get(SlashingCase, case_id)
         assert case.status == "failed" and "fully withdrawn" in case.failure_reason
@@ -310,6 +312,6 @@ def test_a_window_shortened_by_setting_slashes_on_the_next_tick(db_url, engine, 
     [slash] = tick(db_url, challenge_seconds=0).run_requests
     assert slash.run_key == f"slashing:slash:{case_id}"
     assert run_job(db_url, slash, challenge_seconds=0)["slashes_queued"] == [case_id]
-    assert relay_due_chain_messages(engine, Settings(env="test"), client=eth_chain.client).mined == 1
+    assert relay_due(make_session_factory(engine), ChainHandler(Settings(env="test"), client=eth_chain.client)).outcomes["mined"] == 1
     with session_factory() as s:
         assert s.get(SlashingCase, case_id).status == "slashed"

@@ -5,7 +5,7 @@ import dagster as dg
 from noderr_core.audit import Actor
 from noderr_core.slashing.cases import apply_slashing_decisions
 from noderr_core.staking.observer import sync_stakes
-from noderr_pipelines.defs.rewards.resources import ChainResource
+from noderr_pipelines.resources import ChainResource
 from noderr_pipelines.defs.staking.resources import SlashingPolicyResource
 from noderr_pipelines.resources import DatabaseResource
 

@@ -17,7 +17,7 @@ from noderr_core.slashing.cases import due_case_ids
 from noderr_core.slashing.evidence import SlashingPolicy, find_candidate_nodes, gather_evidence
 from noderr_core.staking.observer import pending_range
 from noderr_core.timeutil import utcnow
-from noderr_pipelines.defs.rewards.resources import ChainResource
+from noderr_pipelines.resources import ChainResource
 from noderr_pipelines.defs.staking.jobs import slashing_job, stake_sync_job
 from noderr_pipelines.defs.staking.resources import SlashingPolicyResource
 from noderr_pipelines.resources import DatabaseResource
