@@ -17,10 +17,9 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "making base image $image with mmdebstrap (once; about 2 minutes)"
 # No mirror argument: mmdebstrap then uses this machine's apt sources.
-# python3-venv brings ensurepip (to build the venv); passwd brings useradd/groupadd; usr-is-merged
-# (the /usr layout mmdebstrap already made) keeps usrmerge and its ~50 MB of Perl out.
+# python3-venv brings ensurepip (to build the venv); passwd brings useradd/groupadd.
 mmdebstrap --quiet --variant=minbase --mode=root \
-  --include=usr-is-merged,python3,python3-venv,ca-certificates,passwd,python-is-python3 \
+  --include=python3,python3-venv,ca-certificates,passwd,python-is-python3 \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \

@@ -1,16 +1,15 @@
 """The node image as an operator runs it: built with podman, pushed to the local OCI registry,
 pinned by digest and signed; the bundle downloaded through the portal, its engine configuration
-installed, the image pulled with signature verification and the node started with podman-compose
-from the bundle's compose file — two nodes side by side on one host, reaching quorum together.
+installed, the image pulled with signature verification and the node started with `podman run`
+derived from the bundle's compose file — two nodes side by side on one host, reaching quorum together.
 
 Marked `container` (select with `-m container`); CI runs them. The sandboxes these tests run in
-reach the API on the host's loopback, so a compose override puts the node on the host network
-(the only change to the operator's files; production nodes reach a public https API).
+reach the API on the host's loopback, so noderr_local/bundle_runner.py puts the node on the host
+network (production nodes reach a public https API).
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,14 +18,12 @@ import pytest
 
 from noderr_local.process import wait_for
 from tests.node.test_node_e2e import IRIS, ROWS, assignment_states, task_views
-from tests.support.containers import (
-    OperatorHost, container_state, podman, read_env_file, remove_image, unzip_bundle,
-)
+from noderr_local.bundle_runner import read_env_file
+from tests.support.containers import container_state, podman, remove_image, unzip_bundle
 from tests.support.node import iris_onnx
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
-HOST_NETWORK_OVERRIDE = "services:\n  node:\n    network_mode: host\n"
 # The e2e tests' pace (the defaults poll every 15-30 s); appended as an operator would edit .env.
 FAST_POLLING = {
     "NODERR_NODE_HEARTBEAT_INTERVAL_SECONDS": "1",
@@ -50,20 +47,11 @@ def download_bundle(stack, into: Path) -> tuple[str, Path]:
     return node_id, unzip_bundle(resp.content, into)
 
 
-def compose(folder: Path, host: OperatorHost, *args: str, timeout: float = 180):
-    (folder / "host-network.override.yml").write_text(HOST_NETWORK_OVERRIDE)
-    result = subprocess.run(
-        ["podman-compose", "-f", "docker-compose.yml", "-f", "host-network.override.yml", *args],
-        cwd=folder, env=host.env(), capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"podman-compose {args}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
-    return result
-
-
 def container_name(folder: Path) -> str:
-    project = next(line.split(":", 1)[1].strip() for line in
-                   (folder / "docker-compose.yml").read_text().splitlines()
-                   if line.startswith("name:"))
-    return f"{project}_node_1"
+    from noderr_local.bundle_runner import compose_doc
+    from noderr_local.bundle_runner import container_name as name_of
+
+    return name_of(compose_doc(folder))
 
 
 @pytest.fixture
@@ -99,12 +87,12 @@ def test_two_bundled_nodes_pull_verified_images_reach_quorum_and_stop_cleanly(
     assert names[0] != names[1]
 
     remove_image(image.reference)
-    operator_host.install_engine_config(folders[0])
+    operator_host.install(folders[0])
     pulled = operator_host.pull(image.reference)
     assert pulled.returncode == 0, pulled.stderr
     try:
         for folder in folders:
-            compose(folder, operator_host, "up", "-d")
+            operator_host.up(folder)
         for name, folder in zip(names, folders, strict=True):
             port = read_env_file(folder / ".env")["NODERR_NODE_PORT"]
             wait_for(lambda p=port: httpx.get(f"http://127.0.0.1:{p}/readyz",
@@ -116,8 +104,11 @@ def test_two_bundled_nodes_pull_verified_images_reach_quorum_and_stop_cleanly(
             assert podman("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}",
                           name).stdout.strip() == "true"
             assert podman("healthcheck", "run", name, check=False).returncode == 0
-            config = podman("inspect", "--format", "{{.ImageDigest}}", name).stdout.strip()
-            assert config == image.digest
+            # The container runs the image pulled by the pinned digest.
+            image_id = podman("inspect", "--format", "{{.Image}}", name).stdout.strip()
+            repo_digests = podman("image", "inspect", "--format", "{{json .RepoDigests}}",
+                                  image_id).stdout
+            assert image.reference in repo_digests
 
         from noderr_core.telemetry import latest_heartbeat
 
@@ -144,7 +135,7 @@ def test_two_bundled_nodes_pull_verified_images_reach_quorum_and_stop_cleanly(
 
         # SIGTERM: the node drains and exits 0 well inside the compose stop_grace_period.
         started = time.monotonic()
-        compose(folders[0], operator_host, "stop")
+        operator_host.stop(folders[0])
         elapsed = time.monotonic() - started
         state = container_state(names[0])
         assert state["ExitCode"] == 0, podman("logs", names[0]).stderr[-2000:]
@@ -155,7 +146,7 @@ def test_two_bundled_nodes_pull_verified_images_reach_quorum_and_stop_cleanly(
         assert container_state(names[1])["Running"] is True
     finally:
         for folder in folders:
-            compose(folder, operator_host, "down", "-v", timeout=120)
+            operator_host.down(folder, volumes=True)
 
 
 def test_unsigned_or_foreign_signed_images_are_refused_at_pull(
@@ -166,7 +157,7 @@ def test_unsigned_or_foreign_signed_images_are_refused_at_pull(
 
     stack, image = image_stack, released_node_image
     _, folder = download_bundle(stack, tmp_path / "operator")
-    operator_host.install_engine_config(folder)
+    operator_host.install(folder)
 
     # A different image (one label changed) pushed to the node repository: once without a
     # signature, once signed by a key that is not the platform's.

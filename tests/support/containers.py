@@ -9,7 +9,6 @@ base image comes from scripts/base-image.sh (cached in the engine's storage acro
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import zipfile
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from noderr_local.bundle_runner import OperatorEngine
 from noderr_local.images import (
     ImageSigningKey, build_image, container_engine, engine_env, generate_signing_key, image_specs,
     push_signed,
@@ -83,32 +83,12 @@ def released_node_image(tmp_path_factory):
         registry.stop()
 
 
-@dataclass
-class OperatorHost:
-    """An operator's machine: the engine configured from a bundle's containers/ folder."""
-
-    home: Path
-
-    def env(self) -> dict[str, str]:
-        # c/image reads $HOME/.config/containers/{policy.json,registries.d} before /etc/containers.
-        return engine_env() | {"HOME": str(self.home)}
-
-    def install_engine_config(self, bundle_dir: Path) -> None:
-        config = self.home / ".config" / "containers"
-        (config / "registries.d").mkdir(parents=True, exist_ok=True)
-        shutil.copy(bundle_dir / "containers" / "policy.json", config / "policy.json")
-        for entry in (bundle_dir / "containers" / "registries.d").iterdir():
-            shutil.copy(entry, config / "registries.d" / entry.name)
-
-    def pull(self, reference: str) -> subprocess.CompletedProcess:
-        return podman("pull", "--tls-verify=false", reference, env=self.env(), check=False)
-
-
 @pytest.fixture
-def operator_host(tmp_path) -> OperatorHost:
+def operator_host(tmp_path) -> OperatorEngine:
+    """podman as on an operator's machine: a private HOME for the bundle's engine policy."""
     home = tmp_path / "operator-home"
     home.mkdir()
-    return OperatorHost(home)
+    return OperatorEngine(home)
 
 
 def unzip_bundle(content: bytes, into: Path) -> Path:
@@ -122,15 +102,6 @@ def unzip_bundle(content: bytes, into: Path) -> Path:
     return folder
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    values = {}
-    for line in path.read_text().splitlines():
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key] = value
-    return values
-
-
 def container_state(name: str) -> dict:
     out = podman("inspect", "--format", "{{json .State}}", name).stdout
     return json.loads(out)
@@ -140,5 +111,3 @@ def remove_image(reference: str) -> None:
     podman("rmi", "--force", reference, check=False)
 
 
-def environment_without_noderr() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("NODERR_")}
