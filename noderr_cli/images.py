@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 
@@ -27,13 +30,21 @@ def build(only: tuple[str, ...]) -> None:
 
 @images.command("release")
 @click.option("--no-build", is_flag=True, help="push the image already built")
-def release(no_build: bool) -> None:
+@click.option("--key-id", default=None,
+              help="OpenPGP fingerprint of the platform's signing key (required outside local)")
+@click.option("--gnupg-home", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="GnuPG home holding that key (default: $GNUPGHOME or ~/.gnupg)")
+def release(no_build: bool, key_id: str | None, gnupg_home: Path | None) -> None:
     """Build, push to NODERR_NODE_IMAGE_REGISTRY, sign, and record the digest bundles pin."""
     from noderr_core.settings import get_settings
-    from noderr_local.images import ImageError, release_node_image
+    from noderr_local.images import ImageError, ImageSigningKey, release_node_image
 
+    signing = None
+    if key_id:
+        home = gnupg_home or Path(os.environ.get("GNUPGHOME") or Path.home() / ".gnupg")
+        signing = ImageSigningKey(home, key_id)
     try:
-        pinned = release_node_image(get_settings(), build=not no_build)
+        pinned = release_node_image(get_settings(), build=not no_build, signing=signing)
     except ImageError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"released {pinned.reference} (signed)")

@@ -263,7 +263,12 @@ def release_node_image(settings: Settings, *, signing: ImageSigningKey | None = 
     scope = f"{registry}/{repository}"
     if tls_verify is None:
         tls_verify = registry.split(":")[0] not in ("127.0.0.1", "localhost")
-    signing = signing or local_signing_key(settings)
+    if signing is None:
+        if not settings.is_local:
+            raise ImageError(f"NODERR_ENV={settings.env}: sign with the platform's key "
+                             "(`noderr images release --key-id <fingerprint> [--gnupg-home DIR]`); "
+                             "a key is generated only for local development")
+        signing = local_signing_key(settings)
     with tempfile.TemporaryDirectory() as tmp:
         pushed = push_signed(spec.tag, scope, version(), signing=signing,
                              lookaside=signatures_url(settings), workdir=Path(tmp),

@@ -18,9 +18,16 @@ pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 
 @pytest.fixture(scope="session")
-def platform_images() -> dict[str, str]:
-    specs = image_specs()
-    return {name: build_image(specs[name]) for name in ("api", "pipelines")}
+def platform_image():
+    """`platform_image("api")`: the image built with podman (once a session, cached layers)."""
+    built: dict[str, str] = {}
+
+    def get(name: str) -> str:
+        if name not in built:
+            built[name] = build_image(image_specs()[name])
+        return built[name]
+
+    return get
 
 
 def fresh_database(cluster) -> tuple[str, str]:
@@ -36,9 +43,9 @@ def stack_env(database_url: str, s3_server, smtp_server, bucket: str) -> list[st
     return [arg for k, v in env.items() for arg in ("--env", f"{k}={v}")]
 
 
-def test_api_image_migrates_the_database_and_serves(platform_images, postgres_cluster, s3_server,
+def test_api_image_migrates_the_database_and_serves(platform_image, postgres_cluster, s3_server,
                                                     s3_bucket, smtp_server):
-    image = platform_images["api"]
+    image = platform_image("api")
     _, url = fresh_database(postgres_cluster)
     env = stack_env(url, s3_server, smtp_server, s3_bucket)
     # The compose file's one-shot `migrate` service: `noderr db upgrade` in the API image.
@@ -65,10 +72,10 @@ def test_api_image_migrates_the_database_and_serves(platform_images, postgres_cl
     assert "Traceback" not in logs.stdout + logs.stderr
 
 
-def test_pipelines_image_executes_a_dagster_run_on_postgres(platform_images, postgres_cluster,
+def test_pipelines_image_executes_a_dagster_run_on_postgres(platform_image, postgres_cluster,
                                                             s3_server, s3_bucket, smtp_server,
                                                             tmp_path):
-    image = platform_images["pipelines"]
+    image = platform_image("pipelines")
     _, url = fresh_database(postgres_cluster)
     dagster_db, _ = fresh_database(postgres_cluster)
     migrate = podman("run", "--rm", "--network", "host",
