@@ -107,3 +107,29 @@ def test_gpu_tier_nodes_reserve_the_gpus_and_pick_their_provider(tmp_path):
     (device,) = resources["reservations"]["devices"]
     assert device == {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
     assert env_of(out[".env"])["NODERR_NODE_EXECUTION_PROVIDER"] == "auto"
+
+
+def test_podman_run_from_the_bundle_keeps_every_compose_setting(tmp_path):
+    import shlex
+
+    from noderr_local.bundle_runner import compose_doc, run_argv
+
+    out = files(released_settings(tmp_path), "node_0123456789abcdef", tier="gpu")
+    folder = tmp_path / "bundle"
+    for name, text in out.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    doc = compose_doc(folder)
+    argv = run_argv(doc, folder, host_network=False)
+    pairs = dict(zip(argv, argv[1:]))
+    port = env_of(out[".env"])["NODERR_NODE_PORT"]
+    assert pairs["--stop-timeout"] == "45" and pairs["--stop-signal"] == "SIGTERM"
+    assert pairs["--publish"] == f"127.0.0.1:{port}:{port}"
+    assert pairs["--volume"] == f"{doc['volumes']['models']['name']}:/var/lib/noderr/models"
+    assert pairs["--device"] == "nvidia.com/gpu=all" and pairs["--memory"] == "8g"
+    assert {"--read-only", "--detach"} <= set(argv) and pairs["--cap-drop"] == "ALL"
+    assert [a for a in argv if a.startswith("max-")] == ["max-size=10m", "max-file=5"]
+    assert shlex.split(pairs["--health-cmd"])[:2] == ["python", "-c"]
+    assert argv[-1] == f"reg.example:5000/noderr/node@{DIGEST}"
+    # On the host network nothing is published (the node's own port is the host's).
+    assert "--publish" not in run_argv(doc, folder, host_network=True)
