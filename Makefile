@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# Debian packages the tests need: PostgreSQL server binaries and chromium for browser tests.
+# Debian packages the tests need: PostgreSQL server binaries, chromium for browser tests, podman &
+# co. for the images.
 system-deps:
 	@bash scripts/system-deps.sh
 
@@ -32,6 +33,11 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -ra -m "not slow and not browser" --timeout=900
+
+# Container images with podman (node, API, pipelines; cached layers): see docs/DEPLOYMENT.md.
+.PHONY: images
+images: setup
+	$(VENV)/bin/noderr images build
 
 bench: setup
 	$(PY) -m bench

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from api.input_guard import RefuseNulMiddleware
 from api.observability import ensure_logging_configured, install_observability
-from api.routes import admin, beacon, nodes, portal, probes, rewards, tasks, webhooks
+from api.routes import admin, beacon, node_image, nodes, portal, probes, rewards, tasks, webhooks
 from noderr_core.bootstrap import ensure_bootstrap_admin
 from noderr_core.db import engine_for_settings, make_session_factory
 from noderr_core.settings import Settings, get_settings
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # and logged with a request id like any other answer.
     app.add_middleware(RefuseNulMiddleware)
     install_observability(app, settings)
-    for module in (webhooks, admin, portal, beacon, tasks, nodes, rewards, probes):
+    for module in (webhooks, admin, portal, beacon, tasks, nodes, rewards, probes, node_image):
         app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)

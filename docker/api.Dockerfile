@@ -1,43 +1,52 @@
 # The control-plane API: `uvicorn api.main:app`, one worker per container by default (scale with
-# replicas, each scraped on its own /metrics); for several workers per container set
-# PROMETHEUS_MULTIPROC_DIR to an empty directory so /metrics sums them (deploy/k8s does).
-# Build from the repository root:
-#   docker build -f docker/api.Dockerfile -t noderr/api:0.1.0 .
-FROM python:3.11.11-slim-bookworm
+# replicas); for several workers per container set PROMETHEUS_MULTIPROC_DIR to an empty directory
+# so /metrics sums them (deploy/k8s does). Build from the repository root (`make images` does this):
+#   podman build -f docker/api.Dockerfile -t noderr/api:0.1.0 .
+# Two stages: the virtualenv is built with the API's run-time dependency set only
+# (docker/runtime_requirements.py: no Dagster, no model training, no local-development services)
+# and copied into a clean runtime stage without pip. BASE_IMAGE defaults to the production base.
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm
 
+FROM ${BASE_IMAGE} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+WORKDIR /app
+# Dependencies first (their own layer), pinned by constraints.txt.
+COPY pyproject.toml constraints.txt README.md ./
+COPY docker/runtime_requirements.py docker/runtime_requirements.py
+RUN python3 -m venv /opt/venv \
+    && python3 docker/runtime_requirements.py api > /tmp/requirements.txt \
+    && /opt/venv/bin/pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt
+# The code. An editable install keeps PROJECT_ROOT at /app, where contracts/ and the templates live.
+COPY noderr_core/ noderr_core/
+COPY noderr_protocol/ noderr_protocol/
+COPY noderr_local/ noderr_local/
+COPY noderr_cli/ noderr_cli/
+COPY api/ api/
+COPY contracts/ contracts/
+# The import check is the proof that the trimmed dependency set is enough.
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps -c constraints.txt -e . \
+    && /opt/venv/bin/python -c "import api.main, api.observability, noderr_core.migrations, noderr_cli.main" \
+    && /opt/venv/bin/python -m pip uninstall --yes pip setuptools \
+    && rm -rf /app/build /tmp/requirements.txt
+
+FROM ${BASE_IMAGE} AS api
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     NODERR_STATE_DIR=/var/lib/noderr \
     NODERR_API_HOST=0.0.0.0 \
     NODERR_API_PORT=8000
-
 RUN groupadd --system --gid 10001 noderr \
     && useradd --system --uid 10001 --gid noderr --home-dir /app --shell /usr/sbin/nologin noderr \
     && mkdir -p /var/lib/noderr \
     && chown noderr:noderr /var/lib/noderr
-
 WORKDIR /app
-# Dependencies first (their own layer): the runtime set from pyproject.toml, pinned by constraints.txt.
-COPY pyproject.toml constraints.txt README.md ./
-RUN python -m venv /opt/venv \
-    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
-
-# The code. An editable install keeps PROJECT_ROOT at /app, where contracts/ and the templates live.
-COPY noderr_core/ noderr_core/
-COPY noderr_protocol/ noderr_protocol/
-COPY noderr_pipelines/ noderr_pipelines/
-COPY node_service/ node_service/
-COPY noderr_demo/ noderr_demo/
-COPY api/ api/
-COPY contracts/ contracts/
-RUN pip install --no-cache-dir --no-deps -c constraints.txt -e . \
-    && python -c "import api.observability, noderr_core.migrations"
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build /app /app
 
 USER 10001:10001
 EXPOSE 8000

@@ -42,6 +42,19 @@ def load_settings(env_file: Path | None) -> NodeSettings:
         raise SystemExit(2) from None
 
 
+def quiet_steady_state(settings: NodeSettings) -> None:
+    """A healthy node logs state changes, not traffic: httpx's one line per request (every lease
+    poll, heartbeat and beacon — tens of thousands a day) shows only at DEBUG, and onnxruntime's
+    usage telemetry stays off unless the operator opts in."""
+    if settings.node_log_level != "DEBUG":
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.getLogger("httpcore").setLevel(logging.WARNING)
+    if not settings.node_ort_telemetry:
+        import onnxruntime
+
+        onnxruntime.disable_telemetry_events()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="noderr-node", description="Noderr inference node")
     parser.add_argument("--env-file", type=Path, default=None,
@@ -54,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(args.env_file)
     logging.basicConfig(level=settings.node_log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    quiet_steady_state(settings)
 
     from node_service.main import create_app
 

@@ -49,8 +49,10 @@ class NodeAgent:
     async def start(self) -> None:
         s = self.settings
         log.info("node %s starting: control plane %s, cache %s, %d intra-op thread(s), "
-                 "batches of up to %d rows / %.1f ms", s.node_id, s.api_url, s.model_cache_dir,
-                 s.node_intra_op_threads, s.node_max_batch_rows, s.node_max_batch_delay_ms)
+                 "batches of up to %d rows / %.1f ms, execution provider %s (%s)", s.node_id,
+                 s.api_url, s.model_cache_dir, s.node_intra_op_threads, s.node_max_batch_rows,
+                 s.node_max_batch_delay_ms, self.heartbeats.preferred_provider() or "unavailable",
+                 s.node_execution_provider)
         loaded = await asyncio.to_thread(self.sync.load_cached)
         if loaded:
             log.info("serving %d cached model(s) before the first sync", loaded)

@@ -11,13 +11,14 @@ from noderr_protocol.work import HeartbeatIn
 from node_service import AGENT_VERSION
 from node_service.control_plane import Backoff, ControlPlaneClient, ControlPlaneError, jittered
 from node_service.metrics import NodeMetrics
-from node_service.runtime import ModelRegistry
+from node_service.runtime import ModelLoadError, ModelRegistry, execution_providers
 from node_service.settings import NodeSettings
 
 log = logging.getLogger("noderr.node.heartbeat")
 
 
-def build_heartbeat(metrics: NodeMetrics, registry: ModelRegistry) -> HeartbeatIn:
+def build_heartbeat(metrics: NodeMetrics, registry: ModelRegistry,
+                    preferred_provider: str | None = None) -> HeartbeatIn:
     p50, p95 = metrics.latency_percentiles_ms()
     return HeartbeatIn(
         uptime_seconds=metrics.uptime_seconds(),
@@ -30,6 +31,7 @@ def build_heartbeat(metrics: NodeMetrics, registry: ModelRegistry) -> HeartbeatI
         cpu_percent=metrics.cpu_percent(),
         memory_mb=metrics.memory_mb(),
         agent_version=AGENT_VERSION,
+        execution_provider=registry.execution_provider() or preferred_provider,
     )
 
 
@@ -43,8 +45,15 @@ class HeartbeatReporter:
         self.node_status: str | None = None
         self.last_error: str | None = None
 
+    def preferred_provider(self) -> str | None:
+        try:
+            return execution_providers(self.settings.node_execution_provider)[0]
+        except ModelLoadError:
+            return None
+
     async def send(self) -> float:
-        ack = await self.client.heartbeat(build_heartbeat(self.metrics, self.registry))
+        ack = await self.client.heartbeat(build_heartbeat(self.metrics, self.registry,
+                                                          self.preferred_provider()))
         self.metrics.heartbeats.inc()
         if ack.node_status != self.node_status:
             log.info("control plane reports this node as %s", ack.node_status)

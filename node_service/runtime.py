@@ -20,6 +20,26 @@ from noderr_protocol.models import ModelManifest, TensorSpec
 from node_service.signature import NUMPY_DTYPES, ORT_TYPES
 
 
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def execution_providers(preference: str, available: list[str] | None = None) -> list[str]:
+    """onnxruntime providers for a NODERR_NODE_EXECUTION_PROVIDER value, best first (CPU last as
+    the fallback for operators CUDA does not implement)."""
+    available = ort.get_available_providers() if available is None else available
+    if preference == "cpu":
+        return [CPU_PROVIDER]
+    if CUDA_PROVIDER in available:
+        return [CUDA_PROVIDER, CPU_PROVIDER]
+    if preference == "cuda":
+        raise ModelLoadError(
+            "provider", "NODERR_NODE_EXECUTION_PROVIDER=cuda but this onnxruntime has no CUDA "
+            f"provider (available: {', '.join(available)}): run the GPU image (noderr/node-gpu) "
+            "with the NVIDIA driver exposed to the container, or set it to auto")
+    return [CPU_PROVIDER]
+
+
 class ModelLoadError(RuntimeError):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
@@ -41,6 +61,11 @@ class LoadedModel:
     @property
     def version(self) -> int:
         return self.manifest.version
+
+    @property
+    def execution_provider(self) -> str:
+        """The provider the session actually runs on (CUDA may be unavailable at session start)."""
+        return self.session.get_providers()[0]
 
     @property
     def output_names(self) -> list[str]:
@@ -98,13 +123,13 @@ def _check_signature(session: ort.InferenceSession, manifest: ModelManifest) -> 
 
 def load_model(
     path: Path, manifest: ModelManifest, signed_manifest: dict[str, Any], *,
-    intra_op_threads: int, inter_op_threads: int,
+    intra_op_threads: int, inter_op_threads: int, providers: list[str] | None = None,
 ) -> LoadedModel:
     """Creates the session, checks it against the manifest and runs a warm-up inference."""
     try:
         session = ort.InferenceSession(
             str(path), sess_options=session_options(intra_op_threads, inter_op_threads),
-            providers=["CPUExecutionProvider"],
+            providers=providers or [CPU_PROVIDER],
         )
     except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
         raise ModelLoadError("load", f"{manifest.name} v{manifest.version}: onnxruntime cannot "
@@ -154,3 +179,8 @@ class ModelRegistry:
 
     def versions(self) -> dict[str, int]:
         return {name: m.version for name, m in self._models.items()}
+
+    def execution_provider(self) -> str | None:
+        """The provider the served models run on (the first model's; None before any loads)."""
+        model = next(iter(self._models.values()), None)
+        return model.execution_provider if model is not None else None

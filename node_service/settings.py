@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,12 @@ class NodeSettings(BaseSettings):
     node_host: str = "0.0.0.0"
     node_port: int = Field(default=8080, ge=1, le=65535)
     node_log_level: str = "INFO"
+
+    # onnxruntime execution provider: auto = CUDA when this onnxruntime build and the machine have
+    # it (the GPU image on a host with the NVIDIA driver), else CPU; cuda = CUDA or refuse to load.
+    node_execution_provider: Literal["auto", "cuda", "cpu"] = "auto"
+    # onnxruntime's usage telemetry (off unless the operator opts in).
+    node_ort_telemetry: bool = False
 
     # onnxruntime threads (explicit: never let every session grab every core).
     node_intra_op_threads: int = Field(default_factory=_default_threads, ge=1, le=256)
@@ -86,6 +93,11 @@ class NodeSettings(BaseSettings):
                 "bundle's .env"
             )
         return value
+
+    @field_validator("node_execution_provider", mode="before")
+    @classmethod
+    def _provider(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("node_log_level")
     @classmethod

@@ -18,7 +18,9 @@ from noderr_protocol.models import BeaconEntry
 from node_service.cache import ArtifactRejected, CachedModel, DownloadFailed, ModelCache
 from node_service.control_plane import Backoff, ControlPlaneClient, ControlPlaneError, jittered
 from node_service.metrics import NodeMetrics
-from node_service.runtime import LoadedModel, ModelLoadError, ModelRegistry, load_model
+from node_service.runtime import (
+    LoadedModel, ModelLoadError, ModelRegistry, execution_providers, load_model,
+)
 from node_service.settings import NodeSettings
 from node_service.trust import BeaconRejected, SequenceStore, verify_beacon
 
@@ -76,7 +78,8 @@ class ModelSync:
     def _load(self, cached: CachedModel) -> LoadedModel:
         return load_model(cached.path, cached.manifest, cached.signed_manifest,
                           intra_op_threads=self.settings.node_intra_op_threads,
-                          inter_op_threads=self.settings.node_inter_op_threads)
+                          inter_op_threads=self.settings.node_inter_op_threads,
+                          providers=execution_providers(self.settings.node_execution_provider))
 
     # -- one sync round ------------------------------------------------------------------------
 

@@ -50,10 +50,12 @@ def dev_up() -> None:
 
 from noderr_cli.chain import chain as _chain_commands  # noqa: E402
 from noderr_cli.clients import clients as _clients_commands  # noqa: E402
+from noderr_cli.images import images as _images_commands  # noqa: E402
 from noderr_cli.mailbox import mailbox as _mailbox_commands  # noqa: E402
 from noderr_cli.models import models as _models_commands  # noqa: E402
 
-for _group in (_chain_commands, _mailbox_commands, _clients_commands, _models_commands):
+for _group in (_chain_commands, _mailbox_commands, _clients_commands, _models_commands,
+               _images_commands):
     main.add_command(_group)
 
 

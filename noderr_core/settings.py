@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     model_signing_key: SecretStr = SecretStr("")
     beacon_ttl_seconds: int = 3600
 
+    # The node image bundles pin by digest (noderr_core/node_image.py, docs/DEPLOYMENT.md):
+    # registry host[:port] + repository; digest empty = the last local release's.
+    node_image_registry: str = "127.0.0.1:5050"
+    node_image_repository: str = "noderr/node"
+    node_image_digest: str = ""
+    # ASCII-armored OpenPGP public key that signs node images (empty in local = the key
+    # `noderr images release` generated under state_dir).
+    image_signing_public_key: str = ""
+
     # Chain
     chain_rpc_url: str = "http://127.0.0.1:8545"
     chain_id: int = 1337

@@ -18,6 +18,7 @@ import httpx
 from noderr_demo import MODEL_NAME, stake
 from noderr_local.process import LocalStack
 from noderr_demo.model_catalog import catalog_journey
+from noderr_demo.container_node import release_signed_node_image, start_bundled_container
 from noderr_demo.report import DemoFailure, DemoReport, wait_until
 from noderr_demo.stack import DemoEnvironment, prepare_environment, start_platform
 
@@ -45,6 +46,7 @@ def run_demo() -> int:
         _platform(report, demo, stack)
         _model_journey(report, demo)
         catalog_journey(report, demo)
+        release_signed_node_image(report, demo, stack)
         applicants = _operator_journey(report, demo)
         stake.bond_operator_stakes(report, demo, applicants)
         nodes = _node_journey(report, demo, applicants)
@@ -216,9 +218,11 @@ def _node_journey(report: DemoReport, demo: DemoEnvironment, applicants: list) -
     from noderr_demo.nodes import start_node
 
     nodes = []
-    with report.step("node", "three nodes start from their bundles and sync the model") as s:
-        for a in applicants:
+    with report.step("node", "three nodes start from their bundles (one as a podman container, its "
+                     "image verified at pull) and sync the model") as s:
+        for a in applicants[:-1]:
             nodes.append(start_node(a.bundle_dir, a.node_id, demo.state_dir / "logs"))
+        nodes.append(start_bundled_container(applicants[-1].bundle_dir, applicants[-1].node_id, demo))
         version = demo.extra["model_version"]
         for node in nodes:
             wait_until(node.ready, 180, f"node {node.node_id} to load {MODEL_NAME}")

@@ -49,6 +49,7 @@ def prepare_environment(state_dir: Path | None = None) -> DemoEnvironment:
         "NODERR_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
         "NODERR_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
         "NODERR_CHAIN_RPC_URL": f"http://127.0.0.1:{chain_port}",
+        "NODERR_NODE_IMAGE_REGISTRY": f"127.0.0.1:{free_port()}",  # noderr_demo/container_node.py
         "DAGSTER_HOME": str(dagster_home),
     }
     os.environ.update(env)  # this process reads the same settings as its children

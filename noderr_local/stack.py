@@ -5,6 +5,7 @@ tests. Providers (one module per part, each with `service_spec(settings) -> Serv
   noderr_local.mailbox    local SMTP server that keeps a readable mailbox (aiosmtpd)
   noderr_local.seaweed    SeaweedFS `weed mini` (S3 API)
   noderr_local.devchain   Ganache JSON-RPC dev chain
+  noderr_local.registry   OCI registry (Debian docker-registry) for the node image
 
 One stack per state directory: `exclusive_stack` refuses a second one (and busy ports) before
 anything is started or any file of the running stack is touched.
@@ -65,11 +66,12 @@ def dagster_daemon_spec(env: dict[str, str] | None = None) -> ServiceSpec:
 
 def platform_specs(settings: Settings, dagster_port: int | None = None) -> list[ServiceSpec]:
     """Every service of the local platform, in start order."""
-    from noderr_local import devchain, mailbox, seaweed
+    from noderr_local import devchain, mailbox, registry, seaweed
 
     return [
         mailbox.service_spec(settings),
         seaweed.service_spec(settings),
+        registry.service_spec(settings),
         devchain.service_spec(settings),
         api_spec(settings),
         dagster_webserver_spec(dagster_port or settings.dagster_port),

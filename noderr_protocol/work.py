@@ -102,6 +102,9 @@ class HeartbeatIn(ProtocolModel):
     cpu_percent: NonNegativeJSONFloat | None = None
     memory_mb: NonNegativeJSONFloat | None = None
     agent_version: str | None = Field(default=None, max_length=32)
+    # The onnxruntime execution provider the node serves with, e.g. "CUDAExecutionProvider".
+    execution_provider: str | None = Field(default=None, max_length=64,
+                                           pattern=r"^[A-Za-z][A-Za-z0-9]*ExecutionProvider$")
 
 
 class HeartbeatAck(ProtocolModel):

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_dev_up_starts_every_service_and_stops_them_all(tmp_path):
-    ports = {name: free_port() for name in ("api", "dagster", "smtp", "s3", "chain")}
+    ports = {name: free_port() for name in ("api", "dagster", "smtp", "s3", "chain", "registry")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("NODERR_")}
     env.update(
         NODERR_ENV="local",
@@ -30,6 +30,7 @@ def test_dev_up_starts_every_service_and_stops_them_all(tmp_path):
         NODERR_SMTP_URL=f"smtp://127.0.0.1:{ports['smtp']}",
         NODERR_S3_ENDPOINT_URL=f"http://127.0.0.1:{ports['s3']}",
         NODERR_CHAIN_RPC_URL=f"http://127.0.0.1:{ports['chain']}",
+        NODERR_NODE_IMAGE_REGISTRY=f"127.0.0.1:{ports['registry']}",
         DAGSTER_HOME=str(tmp_path / "dagster_home"),
     )
     (tmp_path / "dagster_home").mkdir()
@@ -52,6 +53,8 @@ def test_dev_up_starts_every_service_and_stops_them_all(tmp_path):
         assert httpx.get(f"http://127.0.0.1:{ports['api']}/healthz").status_code == 200
         assert httpx.get(f"http://127.0.0.1:{ports['dagster']}/server_info").status_code == 200
         assert "node_registry" in text  # contracts deployed on the dev chain
+        # The OCI registry node images are pushed to (`noderr images release`).
+        assert httpx.get(f"http://127.0.0.1:{ports['registry']}/v2/").status_code == 200
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 6
     finally:

@@ -47,6 +47,8 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/rewards/{wallet}"): "operator's public earnings page",
     ("GET", "/admin/login"): "the sign-in form",
     ("POST", "/admin/login"): "sign-in (double-submit CSRF cookie, rate limited)",
+    ("GET", "/v1/node-image/signatures/{path:path}"): "node image signatures for podman: "
+    "public by design (verifying needs only the public key), strict path shape, bounded body",
 }
 # Served only when settings.is_local (local development and tests).
 LOCAL_ONLY: set[tuple[str, str]] = {

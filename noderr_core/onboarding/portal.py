@@ -122,7 +122,9 @@ def consume_download_token(session: Session, token: str, settings: Settings, *, 
         session.rollback()
         raise LinkUnavailable(inspect_download_link(session, token))
     api_key = unseal(sealed, settings.secret_key.get_secret_value())
-    bundle = build_bundle(settings, node_id=row.node_id, api_key=api_key)
+    node = session.get(Node, row.node_id)
+    bundle = build_bundle(settings, node_id=row.node_id, api_key=api_key,
+                          tier=node.tier if node is not None else None)
     session.add(BundleDownload(node_id=row.node_id, token_id=row.id, downloaded_at=now,
                                ip=(ip or "")[:64] or None, user_agent=(user_agent or "")[:400] or None))
     audit(session, Actor("operator", None, "portal"), "node.bundle_downloaded", "node", row.node_id,

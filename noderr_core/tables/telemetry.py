@@ -28,3 +28,5 @@ class Heartbeat(Base):
     cpu_percent: Mapped[float | None] = mapped_column(Float)
     memory_mb: Mapped[float | None] = mapped_column(Float)
     agent_version: Mapped[str | None] = mapped_column(String(32))
+    # onnxruntime execution provider the node serves with ("CUDAExecutionProvider", ...).
+    execution_provider: Mapped[str | None] = mapped_column(String(64))

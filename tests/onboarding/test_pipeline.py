@@ -267,7 +267,8 @@ def test_approval_provisions_once_and_the_emailed_link_downloads_the_bundle(
     assert env["NODERR_API_URL"] == "http://testserver"
     assert len(env["NODERR_MODEL_PUBLIC_KEY"]) == 64
     compose = files.read(prefix + "docker-compose.yml").decode()
-    assert "127.0.0.1:8080:8080" in compose and "/readyz" in compose and "env_file: .env" in compose
+    assert "127.0.0.1:${NODERR_NODE_PORT}:${NODERR_NODE_PORT}" in compose
+    assert "/readyz" in compose and "env_file: .env" in compose
     with session_factory() as s:
         token_row = s.get(DownloadToken, token_row.id)
         assert token_row.used_at is not None and token_row.sealed_api_key is None  # key wiped

@@ -59,10 +59,13 @@ def test_dclint_rejects_a_compose_file_outside_the_schema(tmp_path):
     assert "invalid-schema" in result.stdout
 
 
-def test_operator_bundle_compose_is_valid(tmp_path):
+@pytest.mark.parametrize("tier", [None, "gpu"])
+def test_operator_bundle_compose_is_valid(tmp_path, tier):
     from noderr_core.onboarding import bundle
-    settings = Settings(env="test", state_dir=tmp_path / "state")
-    built = bundle.build_bundle(settings, node_id="node_0123456789abcdef", api_key="nk_x_y")
+    settings = Settings(env="test", state_dir=tmp_path / "state",
+                        node_image_digest="sha256:" + "ab" * 32)
+    built = bundle.build_bundle(settings, node_id="node_0123456789abcdef", api_key="nk_x_y",
+                                tier=tier)
     with zipfile.ZipFile(io.BytesIO(built.content)) as zf:
         name = next(n for n in zf.namelist() if n.endswith("/docker-compose.yml"))
         path = tmp_path / "docker-compose.yml"

@@ -285,11 +285,11 @@ def node_stack_factory(tmp_path, s3_server, s3_bucket, api_server_factory):
 
     engines = []
 
-    def start(database_url: str) -> NodeStack:
+    def start(database_url: str, env: dict[str, str] | None = None) -> NodeStack:
         key = Ed25519PrivateKey.generate()
         private_hex = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()).hex()
         env = {**s3_server.env(), "NODERR_MODEL_BUCKET": s3_bucket,
-               "NODERR_MODEL_SIGNING_KEY": private_hex}
+               "NODERR_MODEL_SIGNING_KEY": private_hex, **(env or {})}
         api = api_server_factory(database_url, env=env)
         engine = make_engine(database_url)
         engines.append(engine)
