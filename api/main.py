@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.input_guard import RefuseNulMiddleware
+from api.request_guard import RequestGuardMiddleware
 from api.observability import ensure_logging_configured, install_observability
 from api.routes import admin, beacon, nodes, portal, rewards, tasks, webhooks
 from noderr_core.bootstrap import ensure_bootstrap_admin
@@ -45,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added before install_observability, so it runs inside that middleware: its 422s are counted
     # and logged with a request id like any other answer.
     app.add_middleware(RefuseNulMiddleware)
+    # Body limits and key-format checks, before anything reads a body (api/request_guard.py).
+    app.add_middleware(RequestGuardMiddleware)
     install_observability(app, settings)
     for module in (webhooks, admin, portal, beacon, tasks, nodes, rewards):
         app.include_router(module.router)
