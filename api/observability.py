@@ -78,6 +78,16 @@ _REDACTIONS: list[tuple[re.Pattern[str], str]] = [
         ),
         r"\1" + REDACTED,
     ),
+    # Capability tokens in paths (the portal's single-use download links hold a node key).
+    (re.compile(r"(/portal/download/)[^\s/?#\"'{][^\s/?#\"']*"), r"\1" + REDACTED),
+    # Secret-bearing query parameters (presigned URLs, tokens, codes, signatures).
+    (
+        re.compile(
+            r"(?i)([?&](?:[a-z0-9_\-]*token|key|api_key|code|password|secret|signature|sig|nonce|"
+            r"x-amz-signature|x-amz-credential|x-amz-security-token)=)[^&\s\"']*"
+        ),
+        r"\1" + REDACTED,
+    ),
     # Credentials inside URLs: scheme://user:password@host
     (re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^/\s:@]+:)[^@\s/]+@"), r"\1" + REDACTED + "@"),
 ]
@@ -160,10 +170,19 @@ def configure_logging(settings: Settings, stream=None) -> logging.Handler:
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
     # uvicorn installs its own unscrubbed handlers; send its records through ours instead.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         uv = logging.getLogger(name)
         uv.handlers = []
         uv.propagate = True
+    # uvicorn's access line carries the raw path and query (portal tokens, codes): it is never
+    # written. The app writes its own access line (noderr.api.access: route template, no query)
+    # from ObservabilityMiddleware; `uvicorn --no-access-log` turns that one off too.
+    uv_access = logging.getLogger("uvicorn.access")
+    uvicorn_access_off = uv_access.propagate is False and not uv_access.handlers
+    uv_access.handlers = [logging.NullHandler()]
+    uv_access.propagate = False
+    if uvicorn_access_off:
+        logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
     # httpx logs every request URL at INFO; outgoing URLs can carry presigned signatures or tokens.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
