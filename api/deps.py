@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -31,6 +31,11 @@ def get_db(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+# Integer ids in paths are bounded to the column range (PostgreSQL INTEGER; SQLite would overflow
+# past 2^63 - 1): anything outside is "no such row", answered 404 by the routers (never a 500).
+MAX_DB_ID = 2**31 - 1
+DbId = Annotated[int, Path(ge=1, le=MAX_DB_ID)]
 # scope="function": commit before the response is sent, so a client that follows a redirect sees
 # the write, and a failed commit becomes an error response instead of being lost after the fact.
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from api.input_guard import RefuseNulMiddleware
 from api.request_guard import RequestGuardMiddleware
+from api.security_headers import SecurityHeadersMiddleware
 from api.observability import ensure_logging_configured, install_observability
 from api.routes import admin, beacon, nodes, portal, rewards, tasks, webhooks
 from noderr_core.bootstrap import ensure_bootstrap_admin
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Body limits and key-format checks, before anything reads a body (api/request_guard.py).
     app.add_middleware(RequestGuardMiddleware)
     install_observability(app, settings)
+    # Outermost: every answer, the observability middleware's own 500 included, gets the headers.
+    app.add_middleware(SecurityHeadersMiddleware, https_only=not settings.is_local)
     for module in (webhooks, admin, portal, beacon, tasks, nodes, rewards):
         app.include_router(module.router)
 

@@ -109,9 +109,13 @@ async def send_json(send: Callable, status: int, detail: str, headers: list | No
     await send({"type": "http.response.body", "body": body})
 
 
-def too_large_message(limit: int) -> str:
-    return (f"request body is larger than this endpoint accepts ({limit} bytes): "
-            "send less data per request")
+# What to do instead, where a route has a better hint than "send less".
+_TOO_LARGE_HINTS = {"/v1/tasks": "split the batch", "/v1/tasks/results": "split the batch"}
+
+
+def too_large_message(limit: int, path: str = "") -> str:
+    hint = _TOO_LARGE_HINTS.get(path.rstrip("/"), "send less data per request")
+    return f"request body is larger than this endpoint accepts ({limit} bytes): {hint}"
 
 
 class RequestGuardMiddleware:
@@ -138,7 +142,7 @@ class RequestGuardMiddleware:
                 await send_json(send, 400, "Content-Length must be a non-negative integer")
                 return
             if int(text) > limit:
-                await send_json(send, 413, too_large_message(limit), [(b"connection", b"close")])
+                await send_json(send, 413, too_large_message(limit, path), [(b"connection", b"close")])
                 return
 
         received = 0
@@ -173,4 +177,4 @@ class RequestGuardMiddleware:
             if not exceeded or started:
                 raise
         if exceeded and not started:
-            await send_json(send, 413, too_large_message(limit), [(b"connection", b"close")])
+            await send_json(send, 413, too_large_message(limit, path), [(b"connection", b"close")])

@@ -16,7 +16,7 @@ from api.admin.deps import CurrentAdmin, require_csrf
 from api.admin.flash import add_flash
 from api.admin.routing import protected_router
 from api.admin.templating import templates
-from api.deps import SessionDep
+from api.deps import DbId, SessionDep
 from noderr_core.admin import monitoring
 from noderr_core.audit import Actor
 
@@ -56,7 +56,7 @@ def _registry_action(request: Request, session, action, message) -> Response:
 
 @router.post("/admin/models/{model_name}/versions/{version}/promote",
              dependencies=[Depends(require_csrf)], include_in_schema=False)
-def promote(request: Request, model_name: str, version: int, admin: CurrentAdmin,
+def promote(request: Request, model_name: str, version: DbId, admin: CurrentAdmin,
             session: SessionDep, to_status: Annotated[str, Form(max_length=16)] = "",
             rollout_percent: Annotated[int | None, Form(ge=0, le=100)] = None) -> Response:
     from noderr_core.modelstore.registry import promote_model_version
@@ -134,7 +134,7 @@ def create_client_submit(request: Request, admin: CurrentAdmin, session: Session
 
 @router.post("/admin/clients/{client_id}/keys", dependencies=[Depends(require_csrf)],
              include_in_schema=False)
-def issue_key_submit(request: Request, client_id: int, admin: CurrentAdmin,
+def issue_key_submit(request: Request, client_id: DbId, admin: CurrentAdmin,
                      session: SessionDep) -> Response:
     from noderr_core.tables.tasks import Client
     from noderr_core.tasks.clients import ClientError, issue_client_key
@@ -167,7 +167,7 @@ def revoke_key_submit(request: Request, key_id: str, admin: CurrentAdmin,
 
 @router.post("/admin/clients/{client_id}/disable", dependencies=[Depends(require_csrf)],
              include_in_schema=False)
-def disable_client_submit(request: Request, client_id: int, admin: CurrentAdmin,
+def disable_client_submit(request: Request, client_id: DbId, admin: CurrentAdmin,
                           session: SessionDep) -> Response:
     from noderr_core.tasks.clients import ClientError, disable_client
 

@@ -14,7 +14,7 @@ from api.admin.flash import add_flash
 from api.admin.routes_onboarding import reissue_node_link
 from api.admin.routing import protected_router
 from api.admin.templating import templates
-from api.deps import SessionDep, SettingsDep
+from api.deps import DbId, SessionDep, SettingsDep
 from noderr_core.admin import monitoring
 from noderr_core.audit import Actor
 from noderr_core.tables import NodeStatus
@@ -132,7 +132,7 @@ def operators_page(request: Request, session: SessionDep,
 
 
 @router.get("/admin/operators/{operator_id}", include_in_schema=False)
-def operator_page(request: Request, operator_id: int, session: SessionDep) -> Response:
+def operator_page(request: Request, operator_id: DbId, session: SessionDep) -> Response:
     detail = monitoring.operator_detail(session, operator_id)
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"operator {operator_id} does not exist")

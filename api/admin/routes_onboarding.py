@@ -16,7 +16,7 @@ from api.admin.deps import CurrentAdmin, require_csrf
 from api.admin.flash import add_flash
 from api.admin.routing import protected_router
 from api.admin.templating import templates
-from api.deps import SessionDep, SettingsDep
+from api.deps import DbId, SessionDep, SettingsDep
 from noderr_core.admin import queries
 from noderr_core.audit import Actor
 from noderr_core.tables import ApplicationStatus, Node, OperatorApplication
@@ -51,7 +51,7 @@ def applications_page(
 
 
 @router.get("/admin/applications/{application_id}", include_in_schema=False)
-def application_page(request: Request, application_id: int, session: SessionDep) -> Response:
+def application_page(request: Request, application_id: DbId, session: SessionDep) -> Response:
     detail = queries.application_detail(session, application_id)
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"application {application_id} does not exist")
@@ -91,7 +91,7 @@ def _decide(request: Request, session, admin, application_id: int, decision: str
 
 @router.post("/admin/applications/{application_id}/approve",
              dependencies=[Depends(require_csrf)], include_in_schema=False)
-def approve_application(request: Request, application_id: int, admin: CurrentAdmin,
+def approve_application(request: Request, application_id: DbId, admin: CurrentAdmin,
                         session: SessionDep,
                         reason: Annotated[str | None, Form(max_length=4000)] = None) -> Response:
     return _decide(request, session, admin, application_id, "approve", reason)
@@ -99,7 +99,7 @@ def approve_application(request: Request, application_id: int, admin: CurrentAdm
 
 @router.post("/admin/applications/{application_id}/reject",
              dependencies=[Depends(require_csrf)], include_in_schema=False)
-def reject_application(request: Request, application_id: int, admin: CurrentAdmin,
+def reject_application(request: Request, application_id: DbId, admin: CurrentAdmin,
                        session: SessionDep,
                        reason: Annotated[str | None, Form(max_length=4000)] = None) -> Response:
     return _decide(request, session, admin, application_id, "reject", reason)
@@ -107,7 +107,7 @@ def reject_application(request: Request, application_id: int, admin: CurrentAdmi
 
 @router.post("/admin/applications/{application_id}/reissue-link",
              dependencies=[Depends(require_csrf)], include_in_schema=False)
-def reissue_link(request: Request, application_id: int, admin: CurrentAdmin, session: SessionDep,
+def reissue_link(request: Request, application_id: DbId, admin: CurrentAdmin, session: SessionDep,
                  settings: SettingsDep,
                  node_id: Annotated[str | None, Form(max_length=40)] = None) -> Response:
     """New single-use download link for a provisioned application's node (rotates its API key)."""
