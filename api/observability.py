@@ -373,6 +373,10 @@ def install_observability(app: FastAPI, settings: Settings) -> ApiMetrics:
 
     @app.get("/metrics", include_in_schema=False)
     def metrics_endpoint(request: Request) -> Response:
+        if token_hash is None and not settings.is_local:
+            # Settings refuse to start without a token outside local; never serve it open there.
+            raise HTTPException(status_code=401, detail="/metrics needs NODERR_METRICS_TOKEN to be set",
+                                headers={"WWW-Authenticate": "Bearer"})
         if token_hash is not None:
             given = request.headers.get("authorization", "")
             scheme, _, credentials = given.partition(" ")

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     chain_addresses_file: Path | None = None  # default: state_dir / "chain.json"
     reward_pool_per_epoch: int = Field(default=1_000 * 10**18, ge=0)
 
-    # When set, GET /metrics requires `Authorization: Bearer <token>`.
+    # When set, GET /metrics requires `Authorization: Bearer <token>`; required outside local.
     metrics_token: SecretStr = SecretStr("")
 
     # Operational knobs
@@ -109,6 +109,15 @@ class Settings(BaseSettings):
                 f"NODERR_ENV={self.env} refuses the built-in local defaults for: "
                 + ", ".join(offenders)
                 + ". Set each to a secret of your own (see README, 'Production settings')."
+            )
+        from noderr_core.secret_strength import weak_secret_reasons
+
+        weak = weak_secret_reasons(self)
+        if weak:
+            raise ValueError(
+                f"NODERR_ENV={self.env} refuses weak secrets: " + "; ".join(weak)
+                + ". Generate each with e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                " (docs/SECURITY.md)."
             )
         return self
 
