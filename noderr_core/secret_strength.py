@@ -64,6 +64,8 @@ def weak_secret_reasons(settings) -> list[str]:
     """'NODERR_X <what is wrong>' for every weak secret in `settings` (empty when all are strong)."""
     reasons = []
     for name, min_length, min_bits in TOKEN_RULES:
+        if name == "s3_secret_access_key" and not settings.s3_access_key_id:
+            continue  # no static keys: the instance role's credentials are used
         problem = token_weakness(getattr(settings, name).get_secret_value(), min_length, min_bits)
         if problem:
             reasons.append(f"NODERR_{name.upper()} {problem}")
