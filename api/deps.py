@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from noderr_core.db import mark_read_only
 from noderr_core.tables import Node, NodeStatus
 from noderr_core.security import NODE_KEY_PREFIX, api_key_matches, parse_api_key
 from noderr_core.settings import Settings
@@ -30,7 +31,18 @@ def get_db(request: Request) -> Iterator[Session]:
             raise
 
 
+def get_read_db(request: Request) -> Iterator[Session]:
+    """A session for public read paths: never commits, and takes no SQLite write lock."""
+    with request.app.state.session_factory() as session:
+        mark_read_only(session)
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ReadSessionDep = Annotated[Session, Depends(get_read_db, scope="function")]
 
 # Integer ids in paths are bounded to the column range (PostgreSQL INTEGER; SQLite would overflow
 # past 2^63 - 1): anything outside is "no such row", answered 404 by the routers (never a 500).
