@@ -5,20 +5,20 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, status
+from fastapi import APIRouter, Form, HTTPException, Request, Response, status
 from fastapi.responses import RedirectResponse
 
-from api.admin.deps import (
+from api.deps import (
     CSRF_REFUSED,
     SESSION_COOKIE,
     CurrentAdmin,
-    require_csrf,
+    SessionDep,
+    SettingsDep,
     safe_next_path,
 )
 from api.admin.flash import add_flash
 from api.admin.routing import AdminRoute, protected_router
 from api.admin.templating import templates
-from api.deps import SessionDep, SettingsDep
 from noderr_core.admin.sessions import (
     MIN_PASSWORD_LENGTH,
     InvalidCredentials,
@@ -144,7 +144,7 @@ def login_submit(
     return response
 
 
-@session_router.post("/admin/logout", dependencies=[Depends(require_csrf)], include_in_schema=False)
+@session_router.post("/admin/logout", include_in_schema=False)
 def logout_submit(request: Request, admin: CurrentAdmin, session: SessionDep) -> Response:
     logout(session, request.cookies.get(SESSION_COOKIE, ""), admin)
     session.commit()
@@ -168,8 +168,7 @@ def account_page(request: Request, admin: CurrentAdmin) -> Response:
     return _account_page(request)
 
 
-@session_router.post("/admin/account/password", dependencies=[Depends(require_csrf)],
-                     include_in_schema=False)
+@session_router.post("/admin/account/password", include_in_schema=False)
 def change_password_submit(
     request: Request,
     admin: CurrentAdmin,

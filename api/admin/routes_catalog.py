@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Form, HTTPException, Request, Response, status
+from fastapi import Form, HTTPException, Request, Response, status
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
-from api.admin.deps import CurrentAdmin, require_csrf
 from api.admin.flash import add_flash
 from api.admin.routing import protected_router
 from api.admin.templating import templates
-from api.deps import DbId, SessionDep
+from api.deps import CurrentAdmin, DbId, SessionDep
 from noderr_core.admin import monitoring
 from noderr_core.audit import Actor
 
@@ -55,7 +54,7 @@ def _registry_action(request: Request, session, action, message) -> Response:
 
 
 @router.post("/admin/models/{model_name}/versions/{version}/promote",
-             dependencies=[Depends(require_csrf)], include_in_schema=False)
+             include_in_schema=False)
 def promote(request: Request, model_name: str, version: DbId, admin: CurrentAdmin,
             session: SessionDep, to_status: Annotated[str, Form(max_length=16)] = "",
             rollout_percent: Annotated[int | None, Form(ge=0, le=100)] = None) -> Response:
@@ -78,8 +77,7 @@ def promote(request: Request, model_name: str, version: DbId, admin: CurrentAdmi
         "Nodes pick it up at their next beacon poll.")
 
 
-@router.post("/admin/models/{model_name}/rollback", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
+@router.post("/admin/models/{model_name}/rollback", include_in_schema=False)
 def rollback(request: Request, model_name: str, admin: CurrentAdmin, session: SessionDep,
              to_version: Annotated[int | None, Form(ge=1)] = None) -> Response:
     from noderr_core.modelstore.registry import rollback_model
@@ -117,7 +115,7 @@ def _client_error(session, exc: Exception) -> HTTPException:
     return HTTPException(code, detail=text)
 
 
-@router.post("/admin/clients", dependencies=[Depends(require_csrf)], include_in_schema=False)
+@router.post("/admin/clients", include_in_schema=False)
 def create_client_submit(request: Request, admin: CurrentAdmin, session: SessionDep,
                          name: Annotated[str, Form(max_length=400)] = "") -> Response:
     """Creates the client and shows its API key on this response only (it is never stored)."""
@@ -132,8 +130,7 @@ def create_client_submit(request: Request, admin: CurrentAdmin, session: Session
                          status_code=status.HTTP_201_CREATED)
 
 
-@router.post("/admin/clients/{client_id}/keys", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
+@router.post("/admin/clients/{client_id}/keys", include_in_schema=False)
 def issue_key_submit(request: Request, client_id: DbId, admin: CurrentAdmin,
                      session: SessionDep) -> Response:
     from noderr_core.tables.tasks import Client
@@ -149,8 +146,7 @@ def issue_key_submit(request: Request, client_id: DbId, admin: CurrentAdmin,
                          status_code=status.HTTP_201_CREATED)
 
 
-@router.post("/admin/clients/keys/{key_id}/revoke", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
+@router.post("/admin/clients/keys/{key_id}/revoke", include_in_schema=False)
 def revoke_key_submit(request: Request, key_id: str, admin: CurrentAdmin,
                       session: SessionDep) -> Response:
     from noderr_core.tasks.clients import ClientError, revoke_client_key
@@ -165,8 +161,7 @@ def revoke_key_submit(request: Request, key_id: str, admin: CurrentAdmin,
     return response
 
 
-@router.post("/admin/clients/{client_id}/disable", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
+@router.post("/admin/clients/{client_id}/disable", include_in_schema=False)
 def disable_client_submit(request: Request, client_id: DbId, admin: CurrentAdmin,
                           session: SessionDep) -> Response:
     from noderr_core.tasks.clients import ClientError, disable_client

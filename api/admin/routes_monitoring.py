@@ -6,15 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, Form, HTTPException, Query, Request, Response, status
+from fastapi import Form, HTTPException, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 
-from api.admin.deps import CurrentAdmin, require_csrf
 from api.admin.flash import add_flash
 from api.admin.routes_onboarding import reissue_node_link
 from api.admin.routing import protected_router
 from api.admin.templating import templates
-from api.deps import DbId, SessionDep, SettingsDep
+from api.deps import CurrentAdmin, DbId, SessionDep, SettingsDep
 from noderr_core.admin import monitoring
 from noderr_core.audit import Actor
 from noderr_core.tables import NodeStatus
@@ -79,8 +78,7 @@ def _node_action(request: Request, session, node_id: str, action, message: str) 
     return response
 
 
-@router.post("/admin/nodes/{node_id}/suspend", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
+@router.post("/admin/nodes/{node_id}/suspend", include_in_schema=False)
 def suspend(request: Request, node_id: str, admin: CurrentAdmin, session: SessionDep,
             reason: Annotated[str | None, Form(max_length=4000)] = None) -> Response:
     from noderr_core.nodes import suspend_node
@@ -91,8 +89,7 @@ def suspend(request: Request, node_id: str, admin: CurrentAdmin, session: Sessio
         f"Node {node_id} suspended: it gets no work or rewards, and its on-chain deregistration is queued.")
 
 
-@router.post("/admin/nodes/{node_id}/resume", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
+@router.post("/admin/nodes/{node_id}/resume", include_in_schema=False)
 def resume(request: Request, node_id: str, admin: CurrentAdmin, session: SessionDep) -> Response:
     from noderr_core.nodes import resume_node
 
@@ -102,8 +99,7 @@ def resume(request: Request, node_id: str, admin: CurrentAdmin, session: Session
         f"Node {node_id} resumed: it is online again at its next heartbeat; re-registration queued.")
 
 
-@router.post("/admin/nodes/{node_id}/remove", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
+@router.post("/admin/nodes/{node_id}/remove", include_in_schema=False)
 def remove(request: Request, node_id: str, admin: CurrentAdmin, session: SessionDep,
            reason: Annotated[str | None, Form(max_length=4000)] = None) -> Response:
     from noderr_core.nodes import remove_node
@@ -114,8 +110,7 @@ def remove(request: Request, node_id: str, admin: CurrentAdmin, session: Session
         f"Node {node_id} removed: its key no longer works and open download links are revoked.")
 
 
-@router.post("/admin/nodes/{node_id}/rotate-key", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
+@router.post("/admin/nodes/{node_id}/rotate-key", include_in_schema=False)
 def rotate_key(request: Request, node_id: str, admin: CurrentAdmin, session: SessionDep,
                settings: SettingsDep) -> Response:
     return reissue_node_link(request, session, settings, admin, node_id, back=f"/admin/nodes/{node_id}")

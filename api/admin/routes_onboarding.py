@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Form, HTTPException, Query, Request, Response, status
+from fastapi import Form, HTTPException, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
-from api.admin.deps import CurrentAdmin, require_csrf
 from api.admin.flash import add_flash
 from api.admin.routing import protected_router
 from api.admin.templating import templates
-from api.deps import DbId, SessionDep, SettingsDep
+from api.deps import CurrentAdmin, DbId, SessionDep, SettingsDep
 from noderr_core.admin import queries
 from noderr_core.audit import Actor
 from noderr_core.tables import ApplicationStatus, Node, OperatorApplication
@@ -90,7 +89,7 @@ def _decide(request: Request, session, admin, application_id: int, decision: str
 
 
 @router.post("/admin/applications/{application_id}/approve",
-             dependencies=[Depends(require_csrf)], include_in_schema=False)
+             include_in_schema=False)
 def approve_application(request: Request, application_id: DbId, admin: CurrentAdmin,
                         session: SessionDep,
                         reason: Annotated[str | None, Form(max_length=4000)] = None) -> Response:
@@ -98,7 +97,7 @@ def approve_application(request: Request, application_id: DbId, admin: CurrentAd
 
 
 @router.post("/admin/applications/{application_id}/reject",
-             dependencies=[Depends(require_csrf)], include_in_schema=False)
+             include_in_schema=False)
 def reject_application(request: Request, application_id: DbId, admin: CurrentAdmin,
                        session: SessionDep,
                        reason: Annotated[str | None, Form(max_length=4000)] = None) -> Response:
@@ -106,7 +105,7 @@ def reject_application(request: Request, application_id: DbId, admin: CurrentAdm
 
 
 @router.post("/admin/applications/{application_id}/reissue-link",
-             dependencies=[Depends(require_csrf)], include_in_schema=False)
+             include_in_schema=False)
 def reissue_link(request: Request, application_id: DbId, admin: CurrentAdmin, session: SessionDep,
                  settings: SettingsDep,
                  node_id: Annotated[str | None, Form(max_length=40)] = None) -> Response:

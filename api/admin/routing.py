@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from api.admin.deps import wants_html
+from api.deps import wants_html
 from api.admin.flash import FLASH_COOKIE
 from api.admin.templating import templates
 
@@ -84,7 +84,7 @@ class AdminRoute(APIRoute):
 
 def protected_router(**kwargs: Any) -> APIRouter:
     """A router whose every route requires a signed-in admin (policy at router level)."""
-    from api.admin.deps import require_admin
+    from api.deps import require_admin
 
     return APIRouter(
         route_class=AdminRoute, dependencies=[Depends(require_admin)], tags=["admin"], **kwargs

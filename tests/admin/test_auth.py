@@ -9,7 +9,7 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.admin.deps import SESSION_COOKIE
+from api.deps import SESSION_COOKIE
 from noderr_core.db import make_engine, make_session_factory
 from noderr_core.tables import AdminSession, AuditLogEntry, LoginAttempt
 from noderr_core.security import sha256_hex
