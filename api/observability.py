@@ -175,14 +175,12 @@ def configure_logging(settings: Settings, stream=None) -> logging.Handler:
         uv.handlers = []
         uv.propagate = True
     # uvicorn's access line carries the raw path and query (portal tokens, codes): it is never
-    # written. The app writes its own access line (noderr.api.access: route template, no query)
-    # from ObservabilityMiddleware; `uvicorn --no-access-log` turns that one off too.
+    # written, with or without `--no-access-log` (propagating it to root used to defeat that flag).
+    # The app writes its own line instead (noderr.api.access: route template, no query string),
+    # from ObservabilityMiddleware; raise that logger's level to silence it.
     uv_access = logging.getLogger("uvicorn.access")
-    uvicorn_access_off = uv_access.propagate is False and not uv_access.handlers
     uv_access.handlers = [logging.NullHandler()]
     uv_access.propagate = False
-    if uvicorn_access_off:
-        logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
     # httpx logs every request URL at INFO; outgoing URLs can carry presigned signatures or tokens.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
