@@ -94,8 +94,11 @@ class ReleaseResponse(ProtocolModel):
 
 class HeartbeatIn(ProtocolModel):
     uptime_seconds: JSONFloat = Field(ge=0)
-    model_versions: dict[ModelName, JSONVersion] = Field(default_factory=dict,
-                                                         max_length=MAX_MODELS_PER_NODE)
+    # Keys must be model names: published as patternProperties with no other property allowed.
+    model_versions: dict[ModelName, JSONVersion] = Field(
+        default_factory=dict, max_length=MAX_MODELS_PER_NODE,
+        json_schema_extra={"additionalProperties": False},
+    )
     inference_count: JSONCounter = 0
     tasks_done: JSONCounter = 0
     errors: JSONCounter = 0
