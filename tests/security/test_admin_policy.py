@@ -31,3 +31,22 @@ def test_every_admin_route_requires_a_session_and_every_admin_form_csrf(tmp_path
             assert require_csrf in calls, route.path
             checked += 1
     assert checked >= 15
+
+
+def test_key_format_guard_knows_every_node_and_client_route_with_a_body(tmp_path):
+    """api/request_guard.py refuses key-less bodies by path; a new protocol route must be listed
+    there with the right key kind, or its callers would get the other kind's 401."""
+    from api.request_guard import BODY_METHODS, required_key_prefix
+
+    app = create_app(Settings(env="test", state_dir=tmp_path))
+    checked = 0
+    for route in iter_route_contexts(app.routes):
+        path = route.path or ""
+        if not path.startswith("/v1/") or not hasattr(route, "dependant"):
+            continue
+        names = {getattr(call, "__name__", "") for call in _calls(route.dependant)}
+        expected = "nk" if "require_node" in names else "ck" if "require_client" in names else None
+        for method in (route.methods or set()) & BODY_METHODS:
+            assert required_key_prefix(method, path) == expected, (method, path)
+            checked += 1
+    assert checked >= 6
