@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.input_guard import RefuseNulMiddleware
+from api.request_guard import RequestGuardMiddleware
+from api.security_headers import SecurityHeadersMiddleware
 from api.observability import ensure_logging_configured, install_observability
 from api.routes import admin, beacon, node_image, nodes, portal, probes, rewards, tasks, webhooks
 from noderr_core.bootstrap import ensure_bootstrap_admin
@@ -45,7 +47,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added before install_observability, so it runs inside that middleware: its 422s are counted
     # and logged with a request id like any other answer.
     app.add_middleware(RefuseNulMiddleware)
+    # Body limits and key-format checks, before anything reads a body (api/request_guard.py).
+    app.add_middleware(RequestGuardMiddleware)
     install_observability(app, settings)
+    # Outermost: every answer, the observability middleware's own 500 included, gets the headers.
+    app.add_middleware(SecurityHeadersMiddleware, https_only=not settings.is_local)
     for module in (webhooks, admin, portal, beacon, tasks, nodes, rewards, probes, node_image):
         app.include_router(module.router)
 

@@ -84,6 +84,16 @@ _REDACTIONS: list[tuple[re.Pattern[str], str]] = [
         ),
         r"\1" + REDACTED,
     ),
+    # Capability tokens in paths (the portal's single-use download links hold a node key).
+    (re.compile(r"(/portal/download/)[^\s/?#\"'{][^\s/?#\"']*"), r"\1" + REDACTED),
+    # Secret-bearing query parameters (presigned URLs, tokens, codes, signatures).
+    (
+        re.compile(
+            r"(?i)([?&](?:[a-z0-9_\-]*token|key|api_key|code|password|secret|signature|sig|nonce|"
+            r"x-amz-signature|x-amz-credential|x-amz-security-token)=)[^&\s\"']*"
+        ),
+        r"\1" + REDACTED,
+    ),
     # Credentials inside URLs: scheme://user:password@host
     (re.compile(r"(\b[a-z][a-z0-9+.\-]*://[^/\s:@]+:)[^@\s/]+@"), r"\1" + REDACTED + "@"),
 ]
@@ -166,10 +176,17 @@ def configure_logging(settings: Settings, stream=None) -> logging.Handler:
     if root.level == logging.NOTSET or root.level > logging.INFO:
         root.setLevel(logging.INFO)
     # uvicorn installs its own unscrubbed handlers; send its records through ours instead.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         uv = logging.getLogger(name)
         uv.handlers = []
         uv.propagate = True
+    # uvicorn's access line carries the raw path and query (portal tokens, codes): it is never
+    # written, with or without `--no-access-log` (propagating it to root used to defeat that flag).
+    # The app writes its own line instead (noderr.api.access: route template, no query string),
+    # from ObservabilityMiddleware; raise that logger's level to silence it.
+    uv_access = logging.getLogger("uvicorn.access")
+    uv_access.handlers = [logging.NullHandler()]
+    uv_access.propagate = False
     # httpx logs every request URL at INFO; outgoing URLs can carry presigned signatures or tokens.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -377,6 +394,10 @@ def install_observability(app: FastAPI, settings: Settings) -> ApiMetrics:
 
     @app.get("/metrics", include_in_schema=False)
     def metrics_endpoint(request: Request) -> Response:
+        if token_hash is None and not settings.is_local:
+            # Settings refuse to start without a token outside local; never serve it open there.
+            raise HTTPException(status_code=401, detail="/metrics needs NODERR_METRICS_TOKEN to be set",
+                                headers={"WWW-Authenticate": "Bearer"})
         if token_hash is not None:
             given = request.headers.get("authorization", "")
             scheme, _, credentials = given.partition(" ")

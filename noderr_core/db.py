@@ -38,6 +38,14 @@ def is_sqlite(url_or_engine: str | Engine) -> bool:
     return url.startswith("sqlite")
 
 
+READ_ONLY_OPTION = "noderr_read_only"
+
+
+def mark_read_only(session: Session) -> None:
+    """Make the session's (next) transaction a read: no SQLite write lock. Call before any query."""
+    session.connection(execution_options={READ_ONLY_OPTION: True})
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     """Create an engine with the settings each backend needs under concurrent writers."""
     try:
@@ -68,9 +76,12 @@ def make_engine(url: str, **kwargs) -> Engine:
 
         # SQLite's default deferred transactions deadlock writers that read first; BEGIN IMMEDIATE
         # takes the write lock up front so concurrent writers queue on busy_timeout instead.
+        # A session marked read-only (READ_ONLY_OPTION, see read_only_session) takes no write lock:
+        # public read paths must never queue writers behind them.
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn):  # pragma: no cover - trivial
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_size", 10)

@@ -6,7 +6,10 @@ import base64
 import hashlib
 import hmac
 import secrets
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -18,15 +21,50 @@ NODE_KEY_PREFIX = "nk"
 CLIENT_KEY_PREFIX = "ck"
 
 
+# Each argon2id hash allocates 64 MiB and a core for ~0.1-0.4 s: at most this many run at once per
+# process, so a burst of sign-in attempts queues instead of exhausting memory. A caller that waits
+# longer than PASSWORD_HASH_WAIT_SECONDS gets PasswordHashBusy (the API answers 503 + Retry-After).
+MAX_CONCURRENT_PASSWORD_HASHES = 2
+PASSWORD_HASH_WAIT_SECONDS = 10.0
+_password_hash_slots = threading.BoundedSemaphore(MAX_CONCURRENT_PASSWORD_HASHES)
+
+
+class PasswordHashBusy(RuntimeError):
+    """Every password-hashing slot stayed busy for PASSWORD_HASH_WAIT_SECONDS."""
+
+
+@contextmanager
+def _hash_slot():
+    if not _password_hash_slots.acquire(timeout=PASSWORD_HASH_WAIT_SECONDS):
+        raise PasswordHashBusy("too many sign-ins are being checked right now: try again shortly")
+    try:
+        yield
+    finally:
+        _password_hash_slots.release()
+
+
 def hash_password(password: str) -> str:
-    return _password_hasher.hash(password)
+    with _hash_slot():
+        return _password_hasher.hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
-    try:
-        return _password_hasher.verify(password_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+    with _hash_slot():
+        try:
+            return _password_hasher.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+
+@lru_cache(maxsize=1)
+def _dummy_password_hash() -> str:
+    return _password_hasher.hash(secrets.token_urlsafe(16))
+
+
+def verify_against_dummy(password: str) -> bool:
+    """Spend the same argon2 work as a real check, for an unknown account (no timing oracle)."""
+    verify_password(_dummy_password_hash(), password)
+    return False
 
 
 def sha256_hex(value: str | bytes) -> str:

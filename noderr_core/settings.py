@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     slashing_challenge_seconds: int = Field(default=72 * 3600, ge=0)  # admin may dismiss meanwhile
     slashing_fraction_bps: int = Field(default=1_000, ge=1, le=10_000)  # 10% of the bonded stake
 
-    # When set, GET /metrics requires `Authorization: Bearer <token>`.
+    # When set, GET /metrics requires `Authorization: Bearer <token>`; required outside local.
     metrics_token: SecretStr = SecretStr("")
 
     # Operational knobs
@@ -135,6 +135,15 @@ class Settings(BaseSettings):
                 f"NODERR_ENV={self.env} refuses the built-in local defaults for: "
                 + ", ".join(offenders)
                 + ". Set each to a secret of your own (see README, 'Production settings')."
+            )
+        from noderr_core.secret_strength import weak_secret_reasons
+
+        weak = weak_secret_reasons(self)
+        if weak:
+            raise ValueError(
+                f"NODERR_ENV={self.env} refuses weak secrets: " + "; ".join(weak)
+                + ". Generate each with e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                " (docs/SECURITY.md)."
             )
         return self
 

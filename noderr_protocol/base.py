@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 
 class ProtocolModel(BaseModel):
@@ -28,3 +28,15 @@ JSONCounter = Annotated[int, Field(ge=0, le=2**53 - 1), BeforeValidator(_json_nu
 JSONVersion = Annotated[int, Field(ge=0, le=2**31 - 1), BeforeValidator(_json_number_only)]
 # The bound must come before the validator for pydantic to publish it as `minimum` in the schema.
 NonNegativeJSONFloat = Annotated[float, Field(ge=0), BeforeValidator(_json_number_only)]
+
+# Every list, map and string a node or client sends is bounded, so one document cannot make the
+# control plane store or render an unbounded amount (a heartbeat listing 50,000 models made the
+# admin pages 18 MB). Bounds are generous multiples of what a real node sends.
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+MAX_MODELS_PER_NODE = 64
+MAX_TENSORS = 32
+ModelName = Annotated[str, StringConstraints(max_length=63, pattern=MODEL_NAME_PATTERN)]
+TaskId = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+TensorName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# Named tensors: name -> a batch of rows; element counts are bounded by the body size limit.
+Tensors = Annotated[dict[TensorName, list[Any]], Field(max_length=MAX_TENSORS)]

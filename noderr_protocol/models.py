@@ -13,16 +13,16 @@ from typing import Literal
 
 from pydantic import Field
 
-from noderr_protocol.base import ProtocolModel
+from noderr_protocol.base import MAX_MODELS_PER_NODE, MAX_TENSORS, ProtocolModel
 
 TensorDType = Literal["float32", "float64", "int64", "int32", "string", "bool"]
 
 
 class TensorSpec(ProtocolModel):
-    name: str
+    name: str = Field(min_length=1, max_length=128)
     dtype: TensorDType
     # None = dynamic dimension (the batch axis is always dynamic).
-    shape: list[int | None]
+    shape: list[int | None] = Field(max_length=16)
 
 
 class ModelManifest(ProtocolModel):
@@ -31,20 +31,20 @@ class ModelManifest(ProtocolModel):
     version: int = Field(ge=1)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(ge=1)
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
+    inputs: list[TensorSpec] = Field(max_length=MAX_TENSORS)
+    outputs: list[TensorSpec] = Field(max_length=MAX_TENSORS)
     opset: int
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict, max_length=64)
     parent_version: int | None = None
     created_at: datetime
-    framework: str = "onnx"
-    description: str = ""
+    framework: str = Field(default="onnx", max_length=32)
+    description: str = Field(default="", max_length=4000)
 
 
 class SignedManifest(ProtocolModel):
     manifest: ModelManifest
-    signature: str  # base64 Ed25519 over canonical_bytes(manifest)
-    key_id: str  # hex public key (first 16 chars) that signed it
+    signature: str = Field(max_length=128)  # base64 Ed25519 over canonical_bytes(manifest)
+    key_id: str = Field(max_length=64)  # hex public key (first 16 chars) that signed it
 
 
 class BeaconEntry(ProtocolModel):
@@ -62,7 +62,7 @@ class BeaconDocument(ProtocolModel):
     sequence: int = Field(ge=0)
     issued_at: datetime
     expires_at: datetime
-    models: list[BeaconEntry]
+    models: list[BeaconEntry] = Field(max_length=MAX_MODELS_PER_NODE)
 
 
 class SignedBeacon(ProtocolModel):

@@ -13,9 +13,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from noderr_protocol.base import ProtocolModel
+from noderr_protocol.base import MODEL_NAME_PATTERN, ProtocolModel, Tensors
 
-MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 MAX_ROWS_PER_TASK = 64
 MAX_REPLICAS = 10
 
@@ -98,7 +97,7 @@ class ValidationPolicy(ProtocolModel):
 
 class TaskSpec(ProtocolModel):
     model: str = Field(pattern=MODEL_NAME_PATTERN)
-    inputs: dict[str, list[Any]]
+    inputs: Tensors
     priority: int = Field(default=0, ge=-1000, le=1000)  # higher runs first
     deadline: datetime | None = None  # undecided at the deadline = failed
     policy: ValidationPolicy | None = None  # default: the request's policy, then the defaults

@@ -8,26 +8,27 @@ from typing import Any, Literal
 from pydantic import Field
 
 from noderr_protocol.base import (
+    MAX_MODELS_PER_NODE,
     JSONCounter,
     JSONFloat,
     JSONInt,
     JSONVersion,
+    ModelName,
     NonNegativeJSONFloat,
     ProtocolModel,
+    TaskId,
+    Tensors,
 )
-
-# Named tensors: input/output name -> a batch of rows (nested lists of numbers, labels or strings).
-Tensors = dict[str, list[Any]]
 
 
 class LoadedModel(ProtocolModel):
-    name: str
-    version: int
+    name: ModelName
+    version: JSONVersion
 
 
 class LeaseRequest(ProtocolModel):
     max_tasks: JSONInt = Field(default=64, ge=1, le=512)
-    models: list[LoadedModel] = Field(min_length=1)
+    models: list[LoadedModel] = Field(min_length=1, max_length=MAX_MODELS_PER_NODE)
     lease_seconds: JSONInt = Field(default=120, ge=10, le=3600)
 
 
@@ -48,7 +49,7 @@ class LeaseResponse(ProtocolModel):
 
 
 class LeaseExtendRequest(ProtocolModel):
-    task_ids: list[str] = Field(min_length=1, max_length=512)
+    task_ids: list[TaskId] = Field(min_length=1, max_length=512)
     lease_seconds: JSONInt = Field(default=120, ge=10, le=3600)
 
 
@@ -59,7 +60,7 @@ class LeaseExtendResponse(ProtocolModel):
 
 
 class TaskResultIn(ProtocolModel):
-    task_id: str
+    task_id: TaskId
     model_version: JSONVersion
     outputs: Tensors | None = None
     error: str | None = Field(default=None, max_length=2000)
@@ -83,7 +84,7 @@ class ResultBatchAck(ProtocolModel):
 class ReleaseRequest(ProtocolModel):
     """A node shutting down hands its unfinished leases back."""
 
-    task_ids: list[str] = Field(min_length=1, max_length=1024)
+    task_ids: list[TaskId] = Field(min_length=1, max_length=1024)
 
 
 class ReleaseResponse(ProtocolModel):
@@ -93,7 +94,11 @@ class ReleaseResponse(ProtocolModel):
 
 class HeartbeatIn(ProtocolModel):
     uptime_seconds: JSONFloat = Field(ge=0)
-    model_versions: dict[str, JSONVersion] = Field(default_factory=dict)
+    # Keys must be model names: published as patternProperties with no other property allowed.
+    model_versions: dict[ModelName, JSONVersion] = Field(
+        default_factory=dict, max_length=MAX_MODELS_PER_NODE,
+        json_schema_extra={"additionalProperties": False},
+    )
     inference_count: JSONCounter = 0
     tasks_done: JSONCounter = 0
     errors: JSONCounter = 0

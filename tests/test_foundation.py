@@ -15,15 +15,9 @@ def test_settings_refuse_default_secrets_outside_local(monkeypatch):
 
 
 def test_settings_accept_real_secrets_in_production():
-    s = Settings(
-        env="production",
-        typeform_secret="x" * 32,
-        secret_key="y" * 32,
-        bootstrap_admin_password="z" * 16,
-        s3_secret_access_key="s3secret",
-        chain_signer_key="0x" + "11" * 32,
-        model_signing_key="22" * 32,
-    )
+    from tests.support.factories import production_secrets
+
+    s = Settings(env="production", **production_secrets())
     assert s.env == "production"
 
 

@@ -25,7 +25,7 @@ from noderr_core.security import CLIENT_KEY_PREFIX, parse_api_key
 from noderr_core.settings import Settings
 from noderr_core.tasks import create_client, disable_client, revoke_client_key
 from tests.support.admin import ADMIN_EMAIL, ADMIN_PASSWORD, admin_login
-from tests.support.factories import make_node
+from tests.support.factories import make_node, production_secrets
 
 _WEBHOOK_OTHER_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "PUT")
 
@@ -183,10 +183,7 @@ def test_outside_local_the_docs_and_schema_are_not_served(db_url, tmp_path):
     from api.main import create_app
 
     settings = Settings(
-        env="production", database_url=db_url, state_dir=tmp_path / "state",
-        typeform_secret="tf-" + "x" * 30, secret_key="sk-" + "y" * 40,
-        bootstrap_admin_password="a strong production password", s3_secret_access_key="s3-secret",
-        chain_signer_key="0x" + "11" * 32, model_signing_key="22" * 32,
+        env="production", database_url=db_url, state_dir=tmp_path / "state", **production_secrets(),
     )
     app = create_app(settings)
     assert served_routes(app) == set().union(*CLASSES.values()) - LOCAL_ONLY

@@ -5,35 +5,46 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, status
+from fastapi import APIRouter, Form, HTTPException, Request, Response, status
 from fastapi.responses import RedirectResponse
 
-from api.admin.deps import (
+from api.deps import (
     CSRF_REFUSED,
     SESSION_COOKIE,
     CurrentAdmin,
-    require_csrf,
+    SessionDep,
+    SettingsDep,
     safe_next_path,
 )
 from api.admin.flash import add_flash
 from api.admin.routing import AdminRoute, protected_router
 from api.admin.templating import templates
-from api.deps import SessionDep, SettingsDep
 from noderr_core.admin.sessions import (
     MIN_PASSWORD_LENGTH,
     InvalidCredentials,
     PasswordChangeRefused,
     change_admin_password,
+    DEVICE_COOKIE_MAX_AGE,
     LoginRateLimited,
     authenticate_admin,
+    issue_device_cookie,
     logout,
+    trusted_device,
 )
-from noderr_core.security import new_token
+from noderr_core.security import PasswordHashBusy, new_token
 
 # Before there is a session, the login form is protected by a double-submit token: a random
 # value in a SameSite cookie that must come back in the form (a cross-site page can neither read
 # nor set it), so nobody can sign a victim's browser into an attacker's account.
 LOGIN_CSRF_COOKIE = "noderr_login_csrf"
+# OWASP device cookie: a browser that signed in before keeps its own sign-in allowance.
+DEVICE_COOKIE = "noderr_admin_device"
+BUSY_RETRY_AFTER_SECONDS = 5
+
+
+def _device_for(request: Request, email: str) -> str | None:
+    secret = request.app.state.settings.secret_key.get_secret_value()
+    return trusted_device(secret, email, request.cookies.get(DEVICE_COOKIE))
 
 public_router = APIRouter(route_class=AdminRoute, tags=["admin"])
 session_router = protected_router()
@@ -81,6 +92,7 @@ def login_submit(
     if not expected or not csrf_token or not hmac.compare_digest(expected, csrf_token):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=CSRF_REFUSED)
     next_path = safe_next_path(next)
+    device = _device_for(request, email)
     try:
         issued = authenticate_admin(
             session,
@@ -91,16 +103,22 @@ def login_submit(
             ttl_hours=settings.session_ttl_hours,
             limit_per_minute=settings.login_rate_limit_per_minute,
             previous_token=request.cookies.get(SESSION_COOKIE),
+            device=device,
+        )
+    except PasswordHashBusy as exc:
+        return _login_page(
+            request, next_path=next_path, email=email, error=str(exc),
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
         )
     except LoginRateLimited as exc:
-        session.rollback()
         return _login_page(
             request, next_path=next_path, email=email, error=str(exc),
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
             headers={"Retry-After": str(exc.retry_after_seconds)},
         )
     except InvalidCredentials as exc:
-        session.commit()  # the failed attempt must count towards the rate limit
+        # The attempt was recorded (and committed) before the password was checked.
         return _login_page(
             request, next_path=next_path, email=email, error=str(exc),
             status_code=status.HTTP_401_UNAUTHORIZED,
@@ -117,10 +135,16 @@ def login_submit(
         secure=not settings.is_local,
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/admin/login")
+    response.set_cookie(
+        DEVICE_COOKIE,
+        issue_device_cookie(settings.secret_key.get_secret_value(), email, device),
+        max_age=DEVICE_COOKIE_MAX_AGE, path="/admin", httponly=True, samesite="strict",
+        secure=not settings.is_local,
+    )
     return response
 
 
-@session_router.post("/admin/logout", dependencies=[Depends(require_csrf)], include_in_schema=False)
+@session_router.post("/admin/logout", include_in_schema=False)
 def logout_submit(request: Request, admin: CurrentAdmin, session: SessionDep) -> Response:
     logout(session, request.cookies.get(SESSION_COOKIE, ""), admin)
     session.commit()
@@ -130,11 +154,12 @@ def logout_submit(request: Request, admin: CurrentAdmin, session: SessionDep) ->
     return response
 
 
-def _account_page(request: Request, *, error: str | None = None, status_code: int = 200) -> Response:
+def _account_page(request: Request, *, error: str | None = None, status_code: int = 200,
+                  headers: dict | None = None) -> Response:
     return templates.TemplateResponse(
         request, "admin/account.html",
         {"error": error, "min_length": MIN_PASSWORD_LENGTH},
-        status_code=status_code, headers={"Cache-Control": "no-store"},
+        status_code=status_code, headers={"Cache-Control": "no-store", **(headers or {})},
     )
 
 
@@ -143,8 +168,7 @@ def account_page(request: Request, admin: CurrentAdmin) -> Response:
     return _account_page(request)
 
 
-@session_router.post("/admin/account/password", dependencies=[Depends(require_csrf)],
-                     include_in_schema=False)
+@session_router.post("/admin/account/password", include_in_schema=False)
 def change_password_submit(
     request: Request,
     admin: CurrentAdmin,
@@ -152,11 +176,20 @@ def change_password_submit(
     current_password: Annotated[str, Form(max_length=1024)] = "",
     new_password: Annotated[str, Form(max_length=1024)] = "",
 ) -> Response:
+    settings = request.app.state.settings
     try:
         revoked = change_admin_password(
             session, admin, current_password=current_password, new_password=new_password,
             keep_session_token=request.cookies.get(SESSION_COOKIE),
+            ip=client_ip(request), device=_device_for(request, admin.email),
+            limit_per_minute=settings.login_rate_limit_per_minute,
         )
+    except LoginRateLimited as exc:
+        return _account_page(request, error=str(exc), status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+                             headers={"Retry-After": str(exc.retry_after_seconds)})
+    except PasswordHashBusy as exc:
+        return _account_page(request, error=str(exc), status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                             headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)})
     except PasswordChangeRefused as exc:
         return _account_page(request, error=str(exc), status_code=status.HTTP_400_BAD_REQUEST)
     session.commit()

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Form, HTTPException, Request, Response, status
+from fastapi import Form, HTTPException, Request, Response, status
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
-from api.admin.deps import CurrentAdmin, require_csrf
 from api.admin.flash import add_flash
 from api.admin.routing import protected_router
 from api.admin.templating import templates
-from api.deps import SessionDep
+from api.deps import CurrentAdmin, DbId, SessionDep
 from api.admin.views.network import model_rollouts
 from noderr_core.audit import Actor
 from noderr_core.rewards.history import latest_epoch_leaderboard, recent_epochs
@@ -56,8 +55,8 @@ def _registry_action(request: Request, session, action, message) -> Response:
 
 
 @router.post("/admin/models/{model_name}/versions/{version}/promote",
-             dependencies=[Depends(require_csrf)], include_in_schema=False)
-def promote(request: Request, model_name: str, version: int, admin: CurrentAdmin,
+             include_in_schema=False)
+def promote(request: Request, model_name: str, version: DbId, admin: CurrentAdmin,
             session: SessionDep, to_status: Annotated[str, Form(max_length=16)] = "",
             rollout_percent: Annotated[int | None, Form(ge=0, le=100)] = None) -> Response:
     from noderr_core.modelstore.registry import promote_model_version
@@ -79,8 +78,7 @@ def promote(request: Request, model_name: str, version: int, admin: CurrentAdmin
         "Nodes pick it up at their next beacon poll.")
 
 
-@router.post("/admin/models/{model_name}/rollback", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
+@router.post("/admin/models/{model_name}/rollback", include_in_schema=False)
 def rollback(request: Request, model_name: str, admin: CurrentAdmin, session: SessionDep,
              to_version: Annotated[int | None, Form(ge=1)] = None) -> Response:
     from noderr_core.modelstore.registry import rollback_model
@@ -118,7 +116,7 @@ def _client_error(session, exc: Exception) -> HTTPException:
     return HTTPException(code, detail=text)
 
 
-@router.post("/admin/clients", dependencies=[Depends(require_csrf)], include_in_schema=False)
+@router.post("/admin/clients", include_in_schema=False)
 def create_client_submit(request: Request, admin: CurrentAdmin, session: SessionDep,
                          name: Annotated[str, Form(max_length=400)] = "") -> Response:
     """Creates the client and shows its API key on this response only (it is never stored)."""
@@ -133,9 +131,8 @@ def create_client_submit(request: Request, admin: CurrentAdmin, session: Session
                          status_code=status.HTTP_201_CREATED)
 
 
-@router.post("/admin/clients/{client_id}/keys", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
-def issue_key_submit(request: Request, client_id: int, admin: CurrentAdmin,
+@router.post("/admin/clients/{client_id}/keys", include_in_schema=False)
+def issue_key_submit(request: Request, client_id: DbId, admin: CurrentAdmin,
                      session: SessionDep) -> Response:
     from noderr_core.tables.tasks import Client
     from noderr_core.tasks.clients import ClientError, issue_client_key
@@ -150,8 +147,7 @@ def issue_key_submit(request: Request, client_id: int, admin: CurrentAdmin,
                          status_code=status.HTTP_201_CREATED)
 
 
-@router.post("/admin/clients/keys/{key_id}/revoke", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
+@router.post("/admin/clients/keys/{key_id}/revoke", include_in_schema=False)
 def revoke_key_submit(request: Request, key_id: str, admin: CurrentAdmin,
                       session: SessionDep) -> Response:
     from noderr_core.tasks.clients import ClientError, revoke_client_key
@@ -166,9 +162,8 @@ def revoke_key_submit(request: Request, key_id: str, admin: CurrentAdmin,
     return response
 
 
-@router.post("/admin/clients/{client_id}/disable", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
-def disable_client_submit(request: Request, client_id: int, admin: CurrentAdmin,
+@router.post("/admin/clients/{client_id}/disable", include_in_schema=False)
+def disable_client_submit(request: Request, client_id: DbId, admin: CurrentAdmin,
                           session: SessionDep) -> Response:
     from noderr_core.tasks.clients import ClientError, disable_client
 

@@ -6,16 +6,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, Form, HTTPException, Query, Request, Response, status
+from fastapi import Form, HTTPException, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 
-from api.admin.deps import CurrentAdmin, require_csrf
 from api.admin.flash import add_flash
 from api.admin.routes_onboarding import reissue_node_link
 from api.admin.routing import protected_router
 from api.admin.templating import templates
 from api.admin.views import network, operators
-from api.deps import SessionDep, SettingsDep
+from api.deps import CurrentAdmin, DbId, SessionDep, SettingsDep
 from noderr_core.audit import Actor
 from noderr_core.network import node_status_counts
 from noderr_core.slashing.cases import cases_for_node
@@ -83,8 +82,7 @@ def _node_action(request: Request, session, node_id: str, action, message: str) 
     return response
 
 
-@router.post("/admin/nodes/{node_id}/suspend", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
+@router.post("/admin/nodes/{node_id}/suspend", include_in_schema=False)
 def suspend(request: Request, node_id: str, admin: CurrentAdmin, session: SessionDep,
             reason: Annotated[str | None, Form(max_length=4000)] = None) -> Response:
     from noderr_core.nodes import suspend_node
@@ -95,8 +93,7 @@ def suspend(request: Request, node_id: str, admin: CurrentAdmin, session: Sessio
         f"Node {node_id} suspended: it gets no work or rewards, and its on-chain deregistration is queued.")
 
 
-@router.post("/admin/nodes/{node_id}/resume", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
+@router.post("/admin/nodes/{node_id}/resume", include_in_schema=False)
 def resume(request: Request, node_id: str, admin: CurrentAdmin, session: SessionDep) -> Response:
     from noderr_core.nodes import resume_node
 
@@ -106,8 +103,7 @@ def resume(request: Request, node_id: str, admin: CurrentAdmin, session: Session
         f"Node {node_id} resumed: it is online again at its next heartbeat; re-registration queued.")
 
 
-@router.post("/admin/nodes/{node_id}/remove", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
+@router.post("/admin/nodes/{node_id}/remove", include_in_schema=False)
 def remove(request: Request, node_id: str, admin: CurrentAdmin, session: SessionDep,
            reason: Annotated[str | None, Form(max_length=4000)] = None) -> Response:
     from noderr_core.nodes import remove_node
@@ -118,8 +114,7 @@ def remove(request: Request, node_id: str, admin: CurrentAdmin, session: Session
         f"Node {node_id} removed: its key no longer works and open download links are revoked.")
 
 
-@router.post("/admin/nodes/{node_id}/rotate-key", dependencies=[Depends(require_csrf)],
-             include_in_schema=False)
+@router.post("/admin/nodes/{node_id}/rotate-key", include_in_schema=False)
 def rotate_key(request: Request, node_id: str, admin: CurrentAdmin, session: SessionDep,
                settings: SettingsDep) -> Response:
     return reissue_node_link(request, session, settings, admin, node_id, back=f"/admin/nodes/{node_id}")
@@ -136,7 +131,7 @@ def operators_page(request: Request, session: SessionDep,
 
 
 @router.get("/admin/operators/{operator_id}", include_in_schema=False)
-def operator_page(request: Request, operator_id: int, session: SessionDep) -> Response:
+def operator_page(request: Request, operator_id: DbId, session: SessionDep) -> Response:
     detail = operators.operator_detail(session, operator_id)
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"operator {operator_id} does not exist")

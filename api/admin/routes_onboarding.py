@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Form, HTTPException, Query, Request, Response, status
+from fastapi import Form, HTTPException, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
-from api.admin.deps import CurrentAdmin, require_csrf
 from api.admin.flash import add_flash
 from api.admin.routing import protected_router
 from api.admin.templating import templates
 from api.admin.views import applications
-from api.deps import SessionDep, SettingsDep
+from api.deps import CurrentAdmin, DbId, SessionDep, SettingsDep
 from noderr_core.audit import Actor, audit_filter_choices
 from noderr_core.onboarding.applications import application_status_counts
 from noderr_core.tables import ApplicationStatus, Node, OperatorApplication
@@ -52,7 +51,7 @@ def applications_page(
 
 
 @router.get("/admin/applications/{application_id}", include_in_schema=False)
-def application_page(request: Request, application_id: int, session: SessionDep) -> Response:
+def application_page(request: Request, application_id: DbId, session: SessionDep) -> Response:
     detail = applications.application_detail(session, application_id)
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"application {application_id} does not exist")
@@ -91,24 +90,24 @@ def _decide(request: Request, session, admin, application_id: int, decision: str
 
 
 @router.post("/admin/applications/{application_id}/approve",
-             dependencies=[Depends(require_csrf)], include_in_schema=False)
-def approve_application(request: Request, application_id: int, admin: CurrentAdmin,
+             include_in_schema=False)
+def approve_application(request: Request, application_id: DbId, admin: CurrentAdmin,
                         session: SessionDep,
                         reason: Annotated[str | None, Form(max_length=4000)] = None) -> Response:
     return _decide(request, session, admin, application_id, "approve", reason)
 
 
 @router.post("/admin/applications/{application_id}/reject",
-             dependencies=[Depends(require_csrf)], include_in_schema=False)
-def reject_application(request: Request, application_id: int, admin: CurrentAdmin,
+             include_in_schema=False)
+def reject_application(request: Request, application_id: DbId, admin: CurrentAdmin,
                        session: SessionDep,
                        reason: Annotated[str | None, Form(max_length=4000)] = None) -> Response:
     return _decide(request, session, admin, application_id, "reject", reason)
 
 
 @router.post("/admin/applications/{application_id}/reissue-link",
-             dependencies=[Depends(require_csrf)], include_in_schema=False)
-def reissue_link(request: Request, application_id: int, admin: CurrentAdmin, session: SessionDep,
+             include_in_schema=False)
+def reissue_link(request: Request, application_id: DbId, admin: CurrentAdmin, session: SessionDep,
                  settings: SettingsDep,
                  node_id: Annotated[str | None, Form(max_length=40)] = None) -> Response:
     """New single-use download link for a provisioned application's node (rotates its API key)."""

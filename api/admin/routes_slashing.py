@@ -9,21 +9,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Form, HTTPException, Request, Response, status
+from fastapi import Form, HTTPException, Request, Response, status
 from fastapi.responses import RedirectResponse
 
-from api.admin.deps import CurrentAdmin, require_csrf
 from api.admin.flash import add_flash
 from api.admin.routing import protected_router
-from api.deps import SessionDep, SettingsDep
+from api.deps import CurrentAdmin, DbId, SessionDep, SettingsDep
 from noderr_core.audit import Actor
 from noderr_core.slashing.cases import CaseNotDismissable, dismiss_case
 
 router = protected_router()
 
 
-@router.post("/admin/slashing/{case_id}/dismiss", dependencies=[Depends(require_csrf)], include_in_schema=False)
-def dismiss(request: Request, case_id: int, admin: CurrentAdmin, session: SessionDep, settings: SettingsDep,
+@router.post("/admin/slashing/{case_id}/dismiss", include_in_schema=False)
+def dismiss(request: Request, case_id: DbId, admin: CurrentAdmin, session: SessionDep, settings: SettingsDep,
             reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
     try:
         case = dismiss_case(session, case_id, actor=Actor.admin(admin), reason=reason, settings=settings)

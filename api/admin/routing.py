@@ -11,9 +11,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from api.admin.deps import wants_html
+from api.deps import wants_html
 from api.admin.flash import FLASH_COOKIE
 from api.admin.templating import templates
 
@@ -45,6 +46,11 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "the form is incomplete"
 
 
+def _only_path_errors(exc: RequestValidationError) -> bool:
+    errors = exc.errors()
+    return bool(errors) and all((err.get("loc") or ("",))[0] == "path" for err in errors)
+
+
 class AdminRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -57,9 +63,16 @@ class AdminRoute(APIRoute):
                     raise
                 response = render_error(request, exc.status_code, str(exc.detail), exc.headers)
             except RequestValidationError as exc:
-                if not wants_html(request):
+                if _only_path_errors(exc):
+                    # An id outside the column range (or not a number) names no row: 404.
+                    message = "There is no such record: check the address."
+                    if not wants_html(request):
+                        return JSONResponse({"detail": message}, status_code=404)
+                    response = render_error(request, 404, message)
+                elif not wants_html(request):
                     raise
-                response = render_error(request, 422, _validation_message(exc))
+                else:
+                    response = render_error(request, 422, _validation_message(exc))
             if getattr(request.state, "flashes_read", False) and not any(
                 h.startswith(f"{FLASH_COOKIE}=") for h in response.headers.getlist("set-cookie")
             ):
@@ -71,7 +84,7 @@ class AdminRoute(APIRoute):
 
 def protected_router(**kwargs: Any) -> APIRouter:
     """A router whose every route requires a signed-in admin (policy at router level)."""
-    from api.admin.deps import require_admin
+    from api.deps import require_admin
 
     return APIRouter(
         route_class=AdminRoute, dependencies=[Depends(require_admin)], tags=["admin"], **kwargs

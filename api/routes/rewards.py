@@ -7,6 +7,8 @@ on-chain root, and a claim only ever pays the wallet in its leaf.
 from __future__ import annotations
 
 import threading
+import time
+from collections import OrderedDict
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -16,14 +18,57 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from api.deps import ErrorDetail, SessionDep, SettingsDep
+from api.deps import ErrorDetail, ReadSessionDep, SettingsDep
 from noderr_core.chain.addresses import ChainNotDeployed, load_addresses
-from noderr_core.rewards.claims import InvalidWallet, epoch_document, operator_earnings, wallet_claim
+from noderr_core.rewards.claims import (
+    InvalidWallet,
+    PublishedTrees,
+    epoch_document,
+    operator_earnings,
+    wallet_claim,
+)
 from noderr_core.settings import Settings
 
 router = APIRouter(tags=["rewards"])
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 _chain_lock = threading.Lock()
+# How long a wallet's on-chain `claimed` amount is reused: public claim reads cost one RPC per
+# wallet per interval at most, however often they are asked (a claim in flight shows up within it).
+CLAIMED_TTL_SECONDS = 15.0
+CLAIMED_CACHE_SIZE = 10_000
+
+
+class ClaimedReads:
+    """A short-lived, bounded cache of `claimed(wallet)` chain reads (one per API process)."""
+
+    def __init__(self, ttl: float = CLAIMED_TTL_SECONDS, size: int = CLAIMED_CACHE_SIZE):
+        self._ttl, self._size = ttl, size
+        self._values: OrderedDict[str, tuple[float, int | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, wallet: str, read) -> int | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._values.get(wallet)
+            if hit is not None and now - hit[0] < self._ttl:
+                return hit[1]
+        try:
+            value = read()
+        except Exception:
+            return None  # the chain is unreachable: not cached, the rest of the document holds
+        with self._lock:
+            self._values[wallet] = (now, value)
+            self._values.move_to_end(wallet)
+            while len(self._values) > self._size:
+                self._values.popitem(last=False)
+        return value
+
+
+def _read_caches(state) -> tuple[PublishedTrees, ClaimedReads]:
+    with _chain_lock:
+        if getattr(state, "rewards_read_caches", None) is None:
+            state.rewards_read_caches = (PublishedTrees(), ClaimedReads())
+        return state.rewards_read_caches
 
 
 def _invalid_path_parameter(name: str, value: str, message: str) -> RequestValidationError:
@@ -73,18 +118,19 @@ def _chain_view(request: Request, settings: Settings):
 
 def _claim_with_chain_state(request: Request, session, settings: Settings, wallet: str) -> dict:
     addresses, client = _chain_view(request, settings)
+    trees, claimed_reads = _read_caches(request.app.state)
     doc = wallet_claim(
         session, wallet,
         distributor=addresses.reward_distributor if addresses else None,
         chain_id=addresses.chain_id if addresses else None,
+        trees=trees,
     )
     doc["claimed_onchain"] = None
     doc["claimable_now"] = None
     if client is not None:
-        try:
-            claimed = client.read(client.distributor().functions.claimed(doc["wallet"]))
-        except Exception:
-            claimed = None  # the chain is unreachable: the rest of the document still holds
+        claimed = claimed_reads.get(
+            doc["wallet"], lambda: client.read(client.distributor().functions.claimed(doc["wallet"]))
+        )
         if claimed is not None:
             doc["claimed_onchain"] = str(claimed)
             doc["claimable_now"] = str(max(0, int(doc["cumulative_amount"]) - claimed))
@@ -93,7 +139,7 @@ def _claim_with_chain_state(request: Request, session, settings: Settings, walle
 
 @router.get("/v1/rewards/epochs/{epoch_date}",
             responses={404: {"model": ErrorDetail, "description": "epoch not computed"}})
-def get_epoch_document(epoch_date: EpochDateParam, session: SessionDep) -> dict:
+def get_epoch_document(epoch_date: EpochDateParam, session: ReadSessionDep) -> dict:
     """Pool, scoring, every node's share with its reason, and the cumulative leaves of the epoch."""
     day = _parse_epoch(epoch_date)
     doc = epoch_document(session, day)
@@ -105,7 +151,7 @@ def get_epoch_document(epoch_date: EpochDateParam, session: SessionDep) -> dict:
 
 
 @router.get("/v1/rewards/claims/{wallet}")
-def get_wallet_claim(wallet: WalletParam, request: Request, session: SessionDep,
+def get_wallet_claim(wallet: WalletParam, request: Request, session: ReadSessionDep,
                      settings: SettingsDep) -> dict:
     """The wallet's cumulative amount in the latest on-chain root, its proof and claim call data."""
     try:
@@ -127,7 +173,7 @@ templates.env.filters["tokens"] = format_tokens
 
 
 @router.get("/rewards/{wallet}", response_class=HTMLResponse, include_in_schema=False)
-def operator_rewards_page(wallet: str, request: Request, session: SessionDep, settings: SettingsDep):
+def operator_rewards_page(wallet: str, request: Request, session: ReadSessionDep, settings: SettingsDep):
     try:
         earnings = operator_earnings(session, wallet)
         claim = _claim_with_chain_state(request, session, settings, wallet)

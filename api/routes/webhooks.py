@@ -8,8 +8,11 @@ other methods get 405).
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ErrorDetail
@@ -24,9 +27,23 @@ from noderr_core.onboarding.typeform import (
 )
 
 router = APIRouter(tags=["webhooks"])
+logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_000_000  # Typeform payloads are a few kB; refuse anything absurd
 _HEADERS_NOT_KEPT = {"cookie", "authorization"}
+
+
+def _storable(text: str, limit: int = 2000) -> str:
+    # A reason may quote the delivery: no NUL or lone surrogate may reach the database.
+    clean = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return clean[:limit]
+
+
+def _dead_letter(session, body: bytes, headers: dict[str, str], reason: str, status_code: int) -> JSONResponse:
+    reason = _storable(reason)
+    record_dead_letter(session, raw_body=body, headers=headers, error=reason)
+    session.commit()
+    return JSONResponse({"detail": f"{reason}. The body was kept for review."}, status_code=status_code)
 
 
 def _intake(request: Request, body: bytes, headers: dict[str, str]) -> JSONResponse:
@@ -42,12 +59,17 @@ def _intake(request: Request, body: bytes, headers: dict[str, str]) -> JSONRespo
             session.commit()
         except MalformedDelivery as exc:
             session.rollback()
-            record_dead_letter(session, raw_body=body, headers=headers, error=str(exc))
-            session.commit()
-            return JSONResponse(
-                {"detail": f"malformed Typeform delivery: {exc}. The body was kept for review."},
-                status_code=400,
-            )
+            return _dead_letter(session, body, headers, f"malformed Typeform delivery: {exc}", 400)
+        except (OperationalError, InterfaceError):
+            # The database is down or busy: nothing is wrong with the delivery, so Typeform
+            # should retry it (5xx), and it cannot be dead-lettered anyway.
+            session.rollback()
+            raise
+        except Exception as exc:  # a signed delivery we could not ingest: kept, never a 500
+            session.rollback()
+            logger.exception("signed Typeform delivery could not be ingested; kept as a dead letter")
+            reason = f"the delivery could not be ingested ({type(exc).__name__}: {exc})"
+            return _dead_letter(session, body, headers, reason, 422)
     if result.outcome == IngestOutcome.IGNORED_PARTIAL:
         return JSONResponse({"status": "ignored", "reason": "partial responses are not applications"})
     if result.outcome == IngestOutcome.DUPLICATE:
@@ -77,6 +99,7 @@ def _method_not_allowed() -> JSONResponse:
 # Documented so the published OpenAPI lists every answer Typeform (or a fuzzer) can get.
 _WEBHOOK_RESPONSES = {
     400: {"model": ErrorDetail, "description": "malformed delivery (kept as a dead letter for review)"},
+    422: {"model": ErrorDetail, "description": "signed delivery that could not be ingested (kept as a dead letter)"},
     401: {"model": ErrorDetail, "description": "missing or wrong Typeform-Signature"},
     413: {"model": ErrorDetail, "description": f"body larger than {MAX_BODY_BYTES} bytes"},
 }

@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
 from noderr_core.tables import AdminSession, AdminUser, LoginAttempt
-from noderr_core.security import hash_password, new_token, sha256_hex, verify_password
+from noderr_core.security import (
+    hash_password,
+    new_token,
+    sha256_hex,
+    verify_against_dummy,
+    verify_password,
+)
 from noderr_core.timeutil import utcnow
 
 RATE_LIMIT_WINDOW = timedelta(minutes=1)
@@ -70,12 +76,69 @@ def _retry_after(session: Session, condition, limit: int) -> int | None:
     return max(1, math.ceil(wait))
 
 
-def check_login_rate_limit(session: Session, *, email: str, ip: str, limit_per_minute: int) -> None:
-    """Raise LoginRateLimited when the IP or the e-mail has used up its failed attempts."""
-    for scope, condition in (
-        ("IP address", LoginAttempt.ip == ip),
-        ("account", LoginAttempt.email == normalize_email(email)),
-    ):
+# --- trusted devices (OWASP "device cookies") ----------------------------------------------------
+# A browser that signed in successfully gets a cookie `<device id>.<HMAC(secret, email, device id)>`.
+# Attempts that present a valid one for the submitted e-mail count against that device's own
+# allowance, not the account's shared one: strangers guessing the admin's password exhaust the
+# account's allowance for untrusted clients only, and cannot lock the admin out of a browser they
+# used before.
+DEVICE_COOKIE_MAX_AGE = 180 * 24 * 3600
+
+
+def _device_mac(secret_key: str, email: str, device_id: str) -> str:
+    message = f"admin-device:{normalize_email(email)}:{device_id}".encode()
+    return hmac.new(secret_key.encode(), message, "sha256").hexdigest()
+
+
+def issue_device_cookie(secret_key: str, email: str, device_id: str | None = None) -> str:
+    device_id = device_id or new_token(12)
+    return f"{device_id}.{_device_mac(secret_key, email, device_id)}"
+
+
+def trusted_device(secret_key: str, email: str, cookie: str | None) -> str | None:
+    """The device id of a valid device cookie for this e-mail, else None (an untrusted client)."""
+    if not cookie or len(cookie) > 200 or "." not in cookie:
+        return None
+    device_id, _, mac = cookie.partition(".")
+    if not device_id or len(device_id) > 64:
+        return None
+    return device_id if hmac.compare_digest(mac, _device_mac(secret_key, email, device_id)) else None
+
+
+def _failure_scopes(*, email: str, ip: str, device: str | None):
+    account = (
+        ("this browser", LoginAttempt.device == device) if device is not None
+        else ("account", (LoginAttempt.email == email) & LoginAttempt.device.is_(None))
+    )
+    return (("IP address", LoginAttempt.ip == ip), account)
+
+
+def reserve_login_attempt(session: Session, *, email: str, ip: str, device: str | None,
+                          limit_per_minute: int) -> LoginAttempt:
+    """Record the attempt as a failure and commit it, *then* count: raise LoginRateLimited when over.
+
+    The reservation is committed before counting and before any password is hashed, so concurrent
+    attempts see each other: the k-th committed attempt counts at least k failures, hence at most
+    `limit_per_minute` attempts per scope reach argon2, however many arrive at once (no
+    check-then-act race, on PostgreSQL as on SQLite). A refused attempt stays counted, so a guesser
+    that keeps trying stays refused. On success the caller marks the row `succeeded`.
+    """
+    attempt = LoginAttempt(email=normalize_email(email), ip=ip, device=device, succeeded=False,
+                           attempted_at=utcnow())
+    session.add(attempt)
+    session.commit()
+    for scope, condition in _failure_scopes(email=attempt.email, ip=ip, device=device):
+        wait = _retry_after(session, condition, limit_per_minute + 1)
+        if wait is not None:
+            session.commit()  # end the read transaction (SQLite holds its lock until then)
+            raise LoginRateLimited(wait, scope)
+    return attempt
+
+
+def check_login_rate_limit(session: Session, *, email: str, ip: str, limit_per_minute: int,
+                           device: str | None = None) -> None:
+    """Raise LoginRateLimited when the IP or the account (or device) has used up its attempts."""
+    for scope, condition in _failure_scopes(email=normalize_email(email), ip=ip, device=device):
         wait = _retry_after(session, condition, limit_per_minute)
         if wait is not None:
             raise LoginRateLimited(wait, scope)
@@ -91,26 +154,27 @@ def authenticate_admin(
     ttl_hours: int,
     limit_per_minute: int,
     previous_token: str | None = None,
+    device: str | None = None,
 ) -> IssuedSession:
-    """Check the rate limit and the password, then open a fresh session.
+    """Reserve the attempt (rate limit), check the password, then open a fresh session.
 
-    Every attempt is recorded in login_attempts (the rate limit's source of truth). A successful
-    login revokes the session the browser arrived with, so a token planted before login
-    (session fixation) is worthless afterwards. The caller commits, and must commit on failure
-    too so that the failed attempt counts.
+    `device` is the trusted-device id from `trusted_device(...)` (None for an untrusted client).
+    The reservation is committed here (see reserve_login_attempt); the caller commits the
+    session afterwards. An unknown or disabled account is checked against a dummy hash, so the
+    answer takes as long as for a real account (no e-mail oracle). A successful login revokes
+    the session the browser arrived with (session fixation).
     """
     email_norm = normalize_email(email)
-    check_login_rate_limit(session, email=email_norm, ip=ip, limit_per_minute=limit_per_minute)
+    attempt = reserve_login_attempt(session, email=email_norm, ip=ip, device=device,
+                                    limit_per_minute=limit_per_minute)
     admin = session.scalar(select(AdminUser).where(AdminUser.email == email_norm))
-    ok = (
-        admin is not None
-        and admin.is_active
-        and verify_password(admin.password_hash, password or "")
-    )
-    session.add(LoginAttempt(email=email_norm, ip=ip, succeeded=ok))
+    if admin is None or not admin.is_active:
+        ok = verify_against_dummy(password or "")
+    else:
+        ok = verify_password(admin.password_hash, password or "")
     if not ok:
-        session.flush()
         raise InvalidCredentials()
+    attempt.succeeded = True
     if previous_token:
         revoke_session(session, previous_token)
     issued = open_session(session, admin, ip=ip, user_agent=user_agent, ttl_hours=ttl_hours)
@@ -183,15 +247,26 @@ class PasswordChangeRefused(ValueError):
 
 def change_admin_password(
     session: Session, admin: AdminUser, *, current_password: str, new_password: str,
-    keep_session_token: str | None,
+    keep_session_token: str | None, ip: str = "unknown", device: str | None = None,
+    limit_per_minute: int | None = None,
 ) -> int:
     """Set a new password (argon2id) and sign out every other session; returns how many.
 
     The bootstrap admin starts with a password from the environment: this is how it becomes a
-    secret only the admin knows.
+    secret only the admin knows. With `limit_per_minute`, the current-password check is throttled
+    like sign-in (a stolen session cannot be used to guess the password at argon2 speed): the
+    attempt is reserved and committed first, LoginRateLimited when over.
     """
+    attempt = None
+    if limit_per_minute is not None:
+        attempt = reserve_login_attempt(session, email=admin.email, ip=ip, device=device,
+                                        limit_per_minute=limit_per_minute)
     if not verify_password(admin.password_hash, current_password):
+        if attempt is not None:
+            session.commit()  # keep the failure counted
         raise PasswordChangeRefused("The current password is wrong.")
+    if attempt is not None:
+        attempt.succeeded = True
     if len(new_password) < MIN_PASSWORD_LENGTH:
         raise PasswordChangeRefused(f"The new password needs at least {MIN_PASSWORD_LENGTH} characters.")
     if new_password == current_password:

@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -129,7 +130,7 @@ def answer_value(answer: dict[str, Any]) -> Any:
     if kind == "choice" and isinstance(value, dict):
         return value.get("label") if value.get("label") is not None else value.get("other")
     if kind == "choices" and isinstance(value, dict):
-        labels = list(value.get("labels") or [])
+        labels = list(value["labels"]) if isinstance(value.get("labels"), list) else []
         if value.get("other"):
             labels.append(value["other"])
         return labels
@@ -166,18 +167,27 @@ def parse_form_response(payload: Any, field_map: dict[str, list[str]]) -> tuple[
     definition = response.get("definition") or {}
     fields = definition.get("fields") if isinstance(definition, dict) else None
     fields_by_id = {
-        f.get("id"): f for f in (fields if isinstance(fields, list) else []) if isinstance(f, dict)
+        f["id"]: f for f in (fields if isinstance(fields, list) else [])
+        if isinstance(f, dict) and isinstance(f.get("id"), str)
     }
 
     field_for_ref = {ref: ours for ours, refs in field_map.items() for ref in refs}
     mapped: dict[str, Any] = {}
     unmapped: dict[str, Any] = {}
-    for answer in answers:
+    for index, answer in enumerate(answers):
         field = answer.get("field") if isinstance(answer.get("field"), dict) else {}
-        field_id = field.get("id")
+        for key in ("id", "ref"):
+            if field.get(key) is not None and not isinstance(field[key], str):
+                raise MalformedDelivery(
+                    f"form_response.answers[{index}].field.{key} must be a string, not "
+                    f"{type(field[key]).__name__}"
+                )
+        # Ids, refs and titles are strings in every Typeform delivery; any other type is ignored
+        # (a list or object there would not even be hashable).
+        field_id = _text(field.get("id"))
         definition_field = fields_by_id.get(field_id, {})
-        ref = field.get("ref") or definition_field.get("ref")
-        title = definition_field.get("title")
+        ref = _text(field.get("ref")) or _text(definition_field.get("ref"))
+        title = _text(definition_field.get("title"))
         value = answer_value(answer)
         ours = field_for_ref.get(ref) if ref else None
         if ours is None and answer.get("type") == "email" and "email" not in mapped:
@@ -188,7 +198,7 @@ def parse_form_response(payload: Any, field_map: dict[str, list[str]]) -> tuple[
             mapped[ours] = value
         else:
             key = ref or field_id or f"answer_{len(unmapped)}"
-            unmapped[key] = {"title": title, "type": answer.get("type"), "field_type": field.get("type"),
+            unmapped[key] = {"title": title, "type": _text(answer.get("type")), "field_type": _text(field.get("type")),
                              "value": value}
     return event_type, ParsedResponse(
         event_id=payload.get("event_id") if isinstance(payload.get("event_id"), str) else None,
@@ -221,14 +231,51 @@ def _column_value(field: str, value: Any) -> str | None:
     return text[: _COLUMN_LIMITS[field]] or None
 
 
-def _contains_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_contains_nul(v) for v in value)
-    return False
+MAX_JSON_DEPTH = 32  # Typeform deliveries nest 5 levels; anything far deeper is not one
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def json_nesting_depth(text: str) -> int:
+    """The deepest nesting of arrays/objects in a JSON text, without parsing it (strings skipped)."""
+    brackets = _JSON_BRACKETS.findall(_JSON_STRING.sub("", text))
+    depth = deepest = 0
+    for bracket in brackets:
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def unstorable_value(payload: Any) -> str | None:
+    """Why a parsed delivery cannot be stored as is (None when it can); iterative, so any depth."""
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+        if isinstance(value, str):
+            if "\x00" in value:
+                return "the delivery contains a NUL character (\\u0000), which cannot be stored"
+            if _SURROGATE.search(value):
+                return "the delivery contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text"
+        elif isinstance(value, float) and not math.isfinite(value):
+            return "the delivery contains NaN or Infinity, which JSON does not allow"
+        elif isinstance(value, dict):
+            stack.extend((k, depth) for k in value)
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def ingest_delivery(session: Session, raw_body: bytes, field_map: dict[str, list[str]]) -> IngestResult:
@@ -237,14 +284,24 @@ def ingest_delivery(session: Session, raw_body: bytes, field_map: dict[str, list
         text = raw_body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedDelivery(f"the body is not UTF-8 text: {exc}") from exc
+    if json_nesting_depth(text) > MAX_JSON_DEPTH:
+        # Checked before parsing: the C parser recurses once per level, and a deep enough body
+        # overflows a worker thread's stack wherever the recursion limit has been raised.
+        raise MalformedDelivery(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise MalformedDelivery(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
-    if _contains_nul(payload):
-        # PostgreSQL cannot store U+0000 in text columns (the insert would fail with a 500 and
-        # Typeform would retry the same body forever): keep it as a dead letter instead.
-        raise MalformedDelivery("the delivery contains a NUL character (\\u0000), which cannot be stored")
+    except RecursionError as exc:
+        raise MalformedDelivery(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from exc
+    except ValueError as exc:  # e.g. an integer past Python's 4,300-digit conversion limit
+        raise MalformedDelivery(f"the body holds a value that cannot be read: {exc}") from exc
+    problem = unstorable_value(payload)
+    if problem:
+        # PostgreSQL cannot store U+0000 or lone surrogates in text columns, and deep nesting
+        # breaks every recursive reader: keep such a delivery as a dead letter (Typeform would
+        # retry a 500 forever).
+        raise MalformedDelivery(problem)
     event_type, parsed = parse_form_response(payload, field_map)
     if parsed is None:
         return IngestResult(IngestOutcome.IGNORED_PARTIAL, None)

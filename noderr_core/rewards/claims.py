@@ -4,6 +4,8 @@ and a wallet's claim (cumulative amount, proof, ready-made call data) against th
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from datetime import date
 
 from eth_abi import encode as abi_encode
@@ -18,7 +20,8 @@ from noderr_core.tables.rewards import (
     OperatorReward,
     RewardEpoch,
 )
-from noderr_core.rewards.tree import cumulative_amounts, load_leaves, tree_for_epoch
+from noderr_core.rewards.merkle import MerkleTree
+from noderr_core.rewards.tree import load_leaves, tree_for_epoch
 
 CLAIM_SIGNATURE = "claim(address,uint256,bytes32[])"
 CLAIM_SELECTOR = keccak(CLAIM_SIGNATURE.encode())[:4]
@@ -129,20 +132,53 @@ def latest_published_epoch(session: Session) -> RewardEpoch | None:
     )
 
 
+class PublishedTrees:
+    """Merkle trees of published roots, built once per (epoch, root) and kept (a small LRU).
+
+    A claim needs the proof of one leaf, which needs the whole tree; building it reads every leaf
+    of the epoch. Published roots never change, so one build serves every later request: a claim
+    then reads only the caller's own rows. Thread-safe; one instance per API process.
+    """
+
+    def __init__(self, size: int = 4):
+        self._size = size
+        self._trees: OrderedDict[tuple[int, str], MerkleTree | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def tree(self, session: Session, epoch: RewardEpoch) -> MerkleTree | None:
+        if epoch.merkle_root is None:
+            return None
+        key = (epoch.id, epoch.merkle_root)
+        with self._lock:
+            if key in self._trees:
+                self._trees.move_to_end(key)
+                return self._trees[key]
+        tree = tree_for_epoch(session, epoch)
+        with self._lock:
+            self._trees[key] = tree
+            while len(self._trees) > self._size:
+                self._trees.popitem(last=False)
+        return tree
+
+
+def wallet_earned_total(session: Session, wallet: str) -> int:
+    """Everything the wallet earned over every computed epoch: an index range scan on its rows."""
+    amounts = session.scalars(select(OperatorReward.amount).where(OperatorReward.wallet == wallet))
+    return sum(int(a) for a in amounts)  # exact: amounts are integers of up to 78 digits
+
+
 def wallet_claim(session: Session, wallet: str, *, distributor: str | None = None,
-                 chain_id: int | None = None) -> dict:
+                 chain_id: int | None = None, trees: PublishedTrees | None = None) -> dict:
     """The wallet's claim against the latest root on-chain: amount, proof, call data.
 
     `cumulative_amount` is what the published root says the wallet has earned in total; the
     contract pays `cumulative_amount - claimed(wallet)`. `earned_total` also counts epochs whose
-    root is not on-chain yet (`pending_publication`).
+    root is not on-chain yet (`pending_publication`). Cost: the wallet's own reward rows plus,
+    with `trees` warm, no leaf reads (without it the epoch's leaves are read on every call).
     """
     wallet = normalize_wallet(wallet)
     epoch = latest_published_epoch(session)
-    earned_total = 0
-    latest_computed = session.scalar(select(RewardEpoch.epoch_date).order_by(RewardEpoch.epoch_date.desc()).limit(1))
-    if latest_computed is not None:
-        earned_total = cumulative_amounts(session, latest_computed).get(wallet, 0)
+    earned_total = wallet_earned_total(session, wallet)
     doc: dict = {
         "wallet": wallet,
         "published_epoch": epoch.epoch_date.isoformat() if epoch else None,
@@ -156,7 +192,7 @@ def wallet_claim(session: Session, wallet: str, *, distributor: str | None = Non
     }
     if epoch is None:
         return doc
-    tree = tree_for_epoch(session, epoch)
+    tree = trees.tree(session, epoch) if trees is not None else tree_for_epoch(session, epoch)
     try:
         cumulative, proof = tree.proof_for(wallet) if tree else (0, None)
     except ValueError:

@@ -119,13 +119,19 @@ class AdminSession(Base):
 
 class LoginAttempt(Base):
     __tablename__ = "login_attempts"
-    __table_args__ = (Index("ix_login_attempts_ip_at", "ip", "attempted_at"),)
+    __table_args__ = (
+        Index("ix_login_attempts_ip_at", "ip", "attempted_at"),
+        Index("ix_login_attempts_email_at", "email", "attempted_at"),
+        Index("ix_login_attempts_device_at", "device", "attempted_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
     ip: Mapped[str] = mapped_column(String(64))
     attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
     succeeded: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The trusted-device id the attempt came with (None: an untrusted client).
+    device: Mapped[str | None] = mapped_column(String(64))
 
 
 class AuditLogEntry(Base):

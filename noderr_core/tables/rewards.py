@@ -100,6 +100,7 @@ class NodeReward(Base):
     __table_args__ = (
         UniqueConstraint("epoch_id", "node_id", name="uq_node_rewards_epoch_node"),
         Index("ix_node_rewards_node_epoch", "node_id", "epoch_id"),
+        Index("ix_node_rewards_wallet_epoch", "operator_wallet", "epoch_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -9,7 +9,7 @@ from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.admin.deps import SESSION_COOKIE
+from api.deps import SESSION_COOKIE
 from noderr_core.db import make_engine, make_session_factory
 from noderr_core.tables import AdminSession, AuditLogEntry, LoginAttempt
 from noderr_core.security import sha256_hex
@@ -85,12 +85,11 @@ def test_login_sets_a_hardened_cookie_and_stores_only_the_token_hash(anon_client
 
 def test_cookie_is_secure_outside_local(db_url, tmp_path):
     from api.main import create_app
+    from tests.support.factories import production_secrets
 
     settings = Settings(
-        env="staging", database_url=db_url, state_dir=tmp_path, typeform_secret="t" * 32,
-        secret_key="s" * 32, bootstrap_admin_email=ADMIN_EMAIL,
-        bootstrap_admin_password=ADMIN_PASSWORD, s3_secret_access_key="x" * 20,
-        chain_signer_key="0x" + "11" * 32, model_signing_key="22" * 32,
+        env="staging", database_url=db_url, state_dir=tmp_path, bootstrap_admin_email=ADMIN_EMAIL,
+        **production_secrets(bootstrap_admin_password=ADMIN_PASSWORD),
     )
     with TestClient(create_app(settings), base_url="https://testserver") as client:
         r = admin_login(client)

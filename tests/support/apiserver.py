@@ -27,7 +27,7 @@ class ApiServer:
 
 
 def start_api_server(database_url: str, log_dir: Path, env: dict[str, str] | None = None,
-                     workers: int = 1) -> ApiServer:
+                     workers: int = 1, access_log: bool = False) -> ApiServer:
     port = free_port()
     full_env = dict(os.environ)
     full_env.update(
@@ -44,7 +44,7 @@ def start_api_server(database_url: str, log_dir: Path, env: dict[str, str] | Non
     log_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--no-access-log"],
+         "--workers", str(workers), *([] if access_log else ["--no-access-log"])],
         cwd=ROOT, env=full_env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -64,8 +64,9 @@ def api_server_factory(tmp_path):
     """`server = api_server_factory(db_url, env={...})` starts uvicorn; all are stopped at teardown."""
     servers: list[ApiServer] = []
 
-    def start(database_url: str, env: dict[str, str] | None = None, workers: int = 1) -> ApiServer:
-        server = start_api_server(database_url, tmp_path / "api", env, workers)
+    def start(database_url: str, env: dict[str, str] | None = None, workers: int = 1,
+              access_log: bool = False) -> ApiServer:
+        server = start_api_server(database_url, tmp_path / "api", env, workers, access_log)
         servers.append(server)
         return server
 

@@ -52,3 +52,18 @@ def node_factory(session_factory):
             return node, key
 
     return create
+
+
+def production_secrets(**overrides: str) -> dict[str, str]:
+    """Random secrets strong enough for Settings outside local (noderr_core.secret_strength)."""
+    values = {
+        "typeform_secret": secrets.token_urlsafe(24),
+        "secret_key": secrets.token_urlsafe(32),
+        "bootstrap_admin_password": "Adm1n-" + secrets.token_urlsafe(16),
+        "s3_secret_access_key": secrets.token_urlsafe(30),
+        "chain_signer_key": "0x" + secrets.token_hex(32),
+        "model_signing_key": secrets.token_hex(32),
+        "metrics_token": secrets.token_urlsafe(24),
+    }
+    values.update(overrides)
+    return values

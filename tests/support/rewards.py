@@ -83,3 +83,37 @@ def past_days():
     """The three UTC days before yesterday's end: epochs are only computed for finished days."""
     today = datetime.now(UTC).date()
     return [today - timedelta(days=3), today - timedelta(days=2), today - timedelta(days=1)]
+
+
+def seed_reward_history(session, *, epochs: int, wallets: int, first_day: date = date(2025, 1, 1)) -> list[str]:
+    """`epochs` computed days × `wallets` paid wallets, the last epoch's tree built and published.
+
+    Bulk rows (no scoring run): for read-path cost tests and the claims benchmark.
+    """
+    from sqlalchemy import insert
+
+    from noderr_core.rewards.tree import build_epoch_tree
+    from noderr_core.tables.rewards import EpochStatus, OperatorReward, RewardEpoch
+
+    addresses = sorted(Account.from_key(bytes([1 + i // 250, i % 250 + 1]) + b"\x01" * 30).address
+                       for i in range(wallets))
+    epoch_rows = []
+    for n in range(epochs):
+        day = first_day + timedelta(days=n)
+        epoch_rows.append({"epoch_date": day, "starts_at": day_start(day), "ends_at": day_start(day + timedelta(days=1)),
+                           "pool_amount": 10**21, "distributed_amount": wallets * 10**18,
+                           "status": EpochStatus.ROOT_READY, "computed_at": day_start(day + timedelta(days=1)),
+                           "scoring": {}})
+    session.execute(insert(RewardEpoch), epoch_rows)
+    ids = dict(session.execute(select(RewardEpoch.epoch_date, RewardEpoch.id)).all())
+    rows = [{"epoch_id": ids[r["epoch_date"]], "wallet": w, "node_count": 1, "amount": 10**18 + i}
+            for r in epoch_rows for i, w in enumerate(addresses)]
+    for start in range(0, len(rows), 20_000):
+        session.execute(insert(OperatorReward), rows[start:start + 20_000])
+    last = epoch_rows[-1]["epoch_date"]
+    build_epoch_tree(session, last)
+    epoch = session.scalar(select(RewardEpoch).where(RewardEpoch.epoch_date == last))
+    epoch.status = EpochStatus.PUBLISHED
+    epoch.published_tx_hash = "0x" + "ab" * 32
+    session.flush()
+    return addresses

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import islice
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
@@ -34,6 +35,7 @@ from noderr_core.tables.rewards import NodeReward, RewardEpoch
 from noderr_core.tables.tasks import NodeReliability, TaskAssignment
 from noderr_core.tasks.stats import TaskStats, task_stats
 from noderr_core.timeutil import utcnow
+from noderr_protocol.base import MAX_MODELS_PER_NODE
 
 
 @dataclass
@@ -63,10 +65,14 @@ def model_rollouts(session: Session) -> list[ModelRollout]:
         select(Node.id).where(Node.status.in_([NodeStatus.ONLINE, NodeStatus.OFFLINE]))))
     running: dict[str, Counter] = {}
     for beat in latest_heartbeats(session, live_ids).values():
-        for name, version in (beat.model_versions or {}).items():
-            running.setdefault(name, Counter())[str(version)] += 1
+        # Only models of the catalog are counted, and at most MAX_MODELS_PER_NODE per node: a
+        # node's telemetry (stored before the protocol bounded it, or not) cannot grow the page.
+        reported = beat.model_versions if isinstance(beat.model_versions, dict) else {}
+        for name, version in islice(reported.items(), MAX_MODELS_PER_NODE):
+            if name in by_name:
+                running.setdefault(name, Counter())[str(version)[:12]] += 1
     for name, counter in running.items():
-        by_name.setdefault(name, ModelRollout(name, [])).running = dict(sorted(counter.items()))
+        by_name[name].running = dict(sorted(counter.items()))
     return list(by_name.values())
 
 
