@@ -10,7 +10,9 @@ Rules:
   other project package but the protocol;
 - ``api`` and ``noderr_pipelines`` (the two service adapters) never import each other;
 - ``node_service`` imports only ``noderr_protocol`` from the project;
-- no import cycles between modules of the project.
+- no import cycles between modules of the project;
+- no module imports a test module or a conftest (shared helpers live in plain `tests/support`
+  modules; fixtures only in conftest.py files), so bench and the demo never import pytest files.
 
 Imports guarded by ``if TYPE_CHECKING:`` are left out: they never run.
 """
@@ -144,6 +146,21 @@ def test_node_service_imports_only_the_protocol_from_the_project():
     allowed = {"node_service", "noderr_protocol"}
     banned = set(PROJECT_PACKAGES) - allowed
     assert _violations("node_service", banned) == []
+
+
+def _is_test_module(module: str) -> bool:
+    last = module.rsplit(".", 1)[-1]
+    return module.startswith("tests.") and (last.startswith("test_") or last == "conftest")
+
+
+def test_no_module_imports_a_test_module_or_a_conftest():
+    offenders = sorted(
+        f"{module} imports {name}"
+        for module in MODULES
+        for name in _project_edges(module)
+        if _is_test_module(name)
+    )
+    assert offenders == []
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -13,13 +13,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ErrorDetail
+from noderr_core.onboarding.intake import receive_delivery
 from noderr_core.onboarding.typeform import (
     SIGNATURE_HEADER,
     IngestOutcome,
     MalformedDelivery,
-    ingest_delivery,
     load_field_map,
-    record_dead_letter,
     signature_valid,
 )
 
@@ -36,18 +35,13 @@ def _intake(request: Request, body: bytes, headers: dict[str, str]) -> JSONRespo
         field_map = load_field_map(settings.typeform_field_map)
     except ValueError as exc:  # operator misconfiguration: 500 makes Typeform retry later
         return JSONResponse({"detail": str(exc)}, status_code=500)
-    with factory() as session:
-        try:
-            result = ingest_delivery(session, body, field_map)
-            session.commit()
-        except MalformedDelivery as exc:
-            session.rollback()
-            record_dead_letter(session, raw_body=body, headers=headers, error=str(exc))
-            session.commit()
-            return JSONResponse(
-                {"detail": f"malformed Typeform delivery: {exc}. The body was kept for review."},
-                status_code=400,
-            )
+    try:
+        result = receive_delivery(factory, body=body, headers=headers, field_map=field_map)
+    except MalformedDelivery as exc:
+        return JSONResponse(
+            {"detail": f"malformed Typeform delivery: {exc}. The body was kept for review."},
+            status_code=400,
+        )
     if result.outcome == IngestOutcome.IGNORED_PARTIAL:
         return JSONResponse({"status": "ignored", "reason": "partial responses are not applications"})
     if result.outcome == IngestOutcome.DUPLICATE:

@@ -20,7 +20,7 @@ from noderr_pipelines.defs.models.resources import (
 )
 from noderr_pipelines.resources import DatabaseResource
 from noderr_protocol.verify import verify_model_bytes, verify_signed_manifest
-from tests.models.helpers import onnx_variant
+from tests.support.models import onnx_variant
 
 REFERENCE_SELECTION = [
     "iris_classifier_training", "iris_classifier_onnx", "iris_classifier_package",

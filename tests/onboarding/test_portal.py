@@ -23,7 +23,7 @@ from noderr_core.onboarding.typeform import ingest_delivery, load_field_map
 from noderr_core.security import api_key_matches, unseal
 from noderr_core.settings import Settings
 from noderr_core.timeutil import utcnow
-from tests.onboarding.conftest import application_payload, encode
+from noderr_demo.typeform_payloads import application_payload, encode
 
 
 def provision(session_factory, settings: Settings) -> tuple[str, str]:

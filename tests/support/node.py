@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from noderr_local.process import free_port, stop_process
+from noderr_protocol.work import HeartbeatIn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -301,3 +302,11 @@ def node_stack_factory(tmp_path, s3_server, s3_bucket, api_server_factory):
     yield start
     for engine in engines:
         engine.dispose()
+
+
+def heartbeat_in(**kw) -> HeartbeatIn:
+    """A plausible heartbeat from a healthy node; keyword arguments override its fields."""
+    base = dict(uptime_seconds=60, model_versions={"iris": 1}, inference_count=10, tasks_done=5,
+                errors=0, latency_p50_ms=12.5, latency_p95_ms=40.0)
+    base.update(kw)
+    return HeartbeatIn(**{k: v for k, v in base.items() if k in HeartbeatIn.model_fields})
