@@ -108,7 +108,7 @@ def bench_beacon(ctx: BenchContext, seaweed) -> list[BenchRow]:
     from noderr_core.settings import Settings
     from noderr_core.storage.s3 import make_presign_client
     from noderr_protocol.signing import load_private_key
-    from tests.models.helpers import onnx_variant, publish_bytes
+    from tests.support.models import onnx_variant, publish_bytes
     from tests.support.apiserver import start_api_server
     from noderr_local.postgres import PostgresCluster
     from tests.support.factories import make_node

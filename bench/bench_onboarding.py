@@ -27,7 +27,7 @@ from bench.common import BenchContext, BenchRow, percentile
 from noderr_core.migrations import upgrade_database
 from noderr_core.onboarding.typeform import COLUMN_FIELDS, _column_value, load_field_map, parse_form_response
 from noderr_core.timeutil import utcnow
-from tests.onboarding.conftest import application_payload, encode, signed_headers
+from noderr_demo.typeform_payloads import application_payload, encode, signed_headers
 from tests.support.apiserver import start_api_server
 from noderr_local.postgres import PostgresCluster
 from noderr_local.process import stop_process

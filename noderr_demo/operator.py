@@ -23,6 +23,7 @@ from noderr_core.db import session_scope
 from noderr_local.mailbox import read_mailbox
 from noderr_core.tables import ApplicationStatus, OperatorApplication
 from noderr_core.onboarding.typeform import SIGNATURE_HEADER, sign_body
+from noderr_demo.typeform_payloads import application_payload
 from noderr_demo.report import DemoFailure, wait_until
 
 _INPUT_RE = re.compile(r"<input[^>]*>", re.I)
@@ -58,43 +59,8 @@ class Applicant:
 
 def typeform_payload(applicant: Applicant) -> dict:
     """A delivery shaped like Typeform's documented webhook example, for one applicant."""
-    fields = [
-        ("f_name", "What is your full name?", "short_text", "full_name"),
-        ("f_email", "Which email address should we use to reach you?", "email", "email"),
-        ("f_wallet", "Your Ethereum wallet address for rewards (0x...)", "short_text", "wallet_address"),
-        ("f_tier", "Which node tier do you want to run?", "multiple_choice", "node_tier"),
-        ("f_region", "Where will the node run?", "dropdown", "region"),
-        ("f_hw", "Describe your hardware", "long_text", "hardware"),
-        ("f_exp", "Years operating servers", "number", "experience"),
-    ]
-    values = {
-        "full_name": {"type": "text", "text": applicant.full_name},
-        "email": {"type": "email", "email": applicant.email},
-        "wallet_address": {"type": "text", "text": applicant.wallet},
-        "node_tier": {"type": "choice", "choice": {"label": "standard"}},
-        "region": {"type": "text", "text": applicant.region},
-        "hardware": {"type": "text", "text": "8 vCPU, 32 GB RAM, 1 Gbit/s"},
-        "experience": {"type": "number", "number": 4},
-    }
-    return {
-        "event_id": secrets.token_hex(5),
-        "event_type": "form_response",
-        "form_response": {
-            "form_id": "noderrOps",
-            "token": applicant.token,
-            "submitted_at": "2026-11-25T09:00:00Z",
-            "landed_at": "2026-11-25T08:55:00Z",
-            "hidden": {"utm_source": "demo"},
-            "definition": {
-                "id": "noderrOps",
-                "title": "Noderr node operator application",
-                "fields": [{"id": i, "title": t, "type": ty, "ref": r} for i, t, ty, r in fields],
-            },
-            "answers": [
-                {"field": {"id": i, "type": ty, "ref": r}, **values[r]} for i, _t, ty, r in fields
-            ],
-        },
-    }
+    return application_payload(email=applicant.email, wallet=applicant.wallet,
+                               name=applicant.full_name, token=applicant.token, region=applicant.region)
 
 
 def submit_application(api: httpx.Client, secret: str, applicant: Applicant) -> None:

@@ -62,9 +62,7 @@ def prepare_environment(state_dir: Path | None = None) -> DemoEnvironment:
 
 def start_platform(stack: LocalStack, demo: DemoEnvironment) -> None:
     """Mailbox, S3, chain (+ contracts), API, Dagster webserver and daemon."""
-    from noderr_local import mailbox
-    from noderr_local import devchain
-    from noderr_local import seaweed
+    from noderr_local import devchain, mailbox, seaweed
 
     settings = demo.settings
     for spec in (

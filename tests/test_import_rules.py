@@ -10,7 +10,9 @@ Rules:
   other project package but the protocol;
 - ``api`` and ``noderr_pipelines`` (the two service adapters) never import each other;
 - ``node_service`` imports only ``noderr_protocol`` from the project;
-- no import cycles between modules of the project.
+- no import cycles between modules of the project;
+- no module imports a test module or a conftest (shared helpers live in plain `tests/support`
+  modules; fixtures only in conftest.py files), so bench and the demo never import pytest files.
 
 Imports guarded by ``if TYPE_CHECKING:`` are left out: they never run.
 """
@@ -144,6 +146,58 @@ def test_node_service_imports_only_the_protocol_from_the_project():
     allowed = {"node_service", "noderr_protocol"}
     banned = set(PROJECT_PACKAGES) - allowed
     assert _violations("node_service", banned) == []
+
+
+def _unresolved_project_imports(imports: dict[str, set[str]] = IMPORTS) -> list[str]:
+    """Project imports that name no module, package or attribute of the project (stale paths)."""
+    missing = []
+    for module, names in imports.items():
+        for name in names:
+            if _top(name) not in PROJECT_PACKAGES or name in MODULES:
+                continue
+            # `from package import name`: the name must be defined in that package's __init__.
+            parent, _, attr = name.rpartition(".")
+            if parent in MODULES and _defines(parent, attr):
+                continue
+            missing.append(f"{module} imports {name}")
+    return sorted(missing)
+
+
+def _defines(module: str, name: str) -> bool:
+    tree = ast.parse(MODULES[module].read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node.name == name:
+            return True
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return True
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            if any((alias.asname or alias.name.split(".")[0]) == name for alias in node.names):
+                return True
+    return False
+
+
+def test_every_project_import_names_something_that_exists():
+    # A moved module leaves stale imports behind; function-level ones only fail when they run.
+    assert _unresolved_project_imports() == []
+    stale = {"noderr_demo.stack": {"noderr_core.mailbox", "noderr_local.mailbox"}}
+    assert _unresolved_project_imports(stale) == ["noderr_demo.stack imports noderr_core.mailbox"]
+
+
+def _is_test_module(module: str) -> bool:
+    last = module.rsplit(".", 1)[-1]
+    return module.startswith("tests.") and (last.startswith("test_") or last == "conftest")
+
+
+def test_no_module_imports_a_test_module_or_a_conftest():
+    offenders = sorted(
+        f"{module} imports {name}"
+        for module in MODULES
+        for name in _project_edges(module)
+        if _is_test_module(name)
+    )
+    assert offenders == []
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:

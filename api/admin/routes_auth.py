@@ -123,7 +123,6 @@ def login_submit(
             request, next_path=next_path, email=email, error=str(exc),
             status_code=status.HTTP_401_UNAUTHORIZED,
         )
-    session.commit()
     response = RedirectResponse(next_path, status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         SESSION_COOKIE,
@@ -147,7 +146,6 @@ def login_submit(
 @session_router.post("/admin/logout", include_in_schema=False)
 def logout_submit(request: Request, admin: CurrentAdmin, session: SessionDep) -> Response:
     logout(session, request.cookies.get(SESSION_COOKIE, ""), admin)
-    session.commit()
     response = RedirectResponse("/admin/login", status_code=status.HTTP_303_SEE_OTHER)
     response.delete_cookie(SESSION_COOKIE, path="/")
     add_flash(request, response, "You are signed out.", "info")
@@ -192,7 +190,6 @@ def change_password_submit(
                              headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)})
     except PasswordChangeRefused as exc:
         return _account_page(request, error=str(exc), status_code=status.HTTP_400_BAD_REQUEST)
-    session.commit()
     response = RedirectResponse("/admin/account", status_code=status.HTTP_303_SEE_OTHER)
     add_flash(request, response, f"Password changed; {revoked} other session(s) signed out.", "info")
     return response

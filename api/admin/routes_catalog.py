@@ -48,7 +48,6 @@ def _registry_action(request: Request, session, action, message) -> Response:
     except RegistryError as exc:
         session.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    session.commit()
     response = RedirectResponse("/admin/models", status_code=status.HTTP_303_SEE_OTHER)
     add_flash(request, response, message(result))
     return response
@@ -126,7 +125,6 @@ def create_client_submit(request: Request, admin: CurrentAdmin, session: Session
         client, plaintext = create_client(session, name=name, actor=Actor.admin(admin))
     except ClientError as exc:
         raise _client_error(session, exc) from None
-    session.commit()
     return _clients_page(request, session, new_key=plaintext, new_key_client=client.name,
                          status_code=status.HTTP_201_CREATED)
 
@@ -141,7 +139,6 @@ def issue_key_submit(request: Request, client_id: DbId, admin: CurrentAdmin,
         _key, plaintext = issue_client_key(session, client_id=client_id, actor=Actor.admin(admin))
     except ClientError as exc:
         raise _client_error(session, exc) from None
-    session.commit()
     client = session.get(Client, client_id)
     return _clients_page(request, session, new_key=plaintext, new_key_client=client.name,
                          status_code=status.HTTP_201_CREATED)
@@ -156,7 +153,6 @@ def revoke_key_submit(request: Request, key_id: str, admin: CurrentAdmin,
         revoke_client_key(session, key_id=key_id, actor=Actor.admin(admin))
     except ClientError as exc:
         raise _client_error(session, exc) from None
-    session.commit()
     response = RedirectResponse("/admin/clients", status_code=status.HTTP_303_SEE_OTHER)
     add_flash(request, response, f"Key {key_id} revoked: requests with it are refused from now on.")
     return response
@@ -171,7 +167,6 @@ def disable_client_submit(request: Request, client_id: DbId, admin: CurrentAdmin
         client = disable_client(session, client_id=client_id, actor=Actor.admin(admin))
     except ClientError as exc:
         raise _client_error(session, exc) from None
-    session.commit()
     response = RedirectResponse("/admin/clients", status_code=status.HTTP_303_SEE_OTHER)
     add_flash(request, response, f"Client {client.name} disabled: all its keys stop working.")
     return response

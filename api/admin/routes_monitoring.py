@@ -76,7 +76,6 @@ def _node_action(request: Request, session, node_id: str, action, message: str) 
         code = status.HTTP_404_NOT_FOUND if "does not exist" in str(exc) else (
             status.HTTP_400_BAD_REQUEST if "reason" in str(exc) else status.HTTP_409_CONFLICT)
         raise HTTPException(code, detail=str(exc)) from None
-    session.commit()
     response = RedirectResponse(f"/admin/nodes/{node_id}", status_code=status.HTTP_303_SEE_OTHER)
     add_flash(request, response, message)
     return response

@@ -10,7 +10,6 @@ from typing import Annotated
 
 from fastapi import Form, HTTPException, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
-from sqlalchemy import select
 
 from api.admin.flash import add_flash
 from api.admin.routing import protected_router
@@ -19,7 +18,7 @@ from api.admin.views import applications
 from api.deps import CurrentAdmin, DbId, SessionDep, SettingsDep
 from noderr_core.audit import Actor, audit_filter_choices
 from noderr_core.onboarding.applications import application_status_counts
-from noderr_core.tables import ApplicationStatus, Node, OperatorApplication
+from noderr_core.tables import ApplicationStatus, OperatorApplication
 
 router = protected_router()
 PageNumber = Annotated[int, Query(ge=1, le=100_000)]
@@ -80,7 +79,6 @@ def _decide(request: Request, session, admin, application_id: int, decision: str
         else:
             code = status.HTTP_400_BAD_REQUEST
         raise HTTPException(code, detail=str(exc)) from None
-    session.commit()
     response = RedirectResponse(f"/admin/applications/{application_id}",
                                 status_code=status.HTTP_303_SEE_OTHER)
     verb = "approved" if decision == "approve" else "rejected"
@@ -111,21 +109,14 @@ def reissue_link(request: Request, application_id: DbId, admin: CurrentAdmin, se
                  settings: SettingsDep,
                  node_id: Annotated[str | None, Form(max_length=40)] = None) -> Response:
     """New single-use download link for a provisioned application's node (rotates its API key)."""
-    app = session.get(OperatorApplication, application_id)
-    if app is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"application {application_id} does not exist")
-    if app.status not in (ApplicationStatus.PROVISIONED, ApplicationStatus.ACTIVE):
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            detail=f"application {application_id} is {app.status}: a download link can only be "
-            "re-issued once the pipeline has provisioned the node",
-        )
-    nodes = {n.id: n for n in session.scalars(select(Node).where(Node.application_id == app.id))}
-    if node_id is None and len(nodes) == 1:
-        node_id = next(iter(nodes))
-    if node_id not in nodes:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST,
-                            detail=f"choose which node of application {application_id} gets a new link")
+    from noderr_core.onboarding.applications import LinkReissueRefused, node_for_link_reissue
+
+    try:
+        node_id = node_for_link_reissue(session, application_id=application_id, node_id=node_id)
+    except LinkReissueRefused as exc:
+        code = {"not_found": status.HTTP_404_NOT_FOUND, "not_provisioned": status.HTTP_409_CONFLICT,
+                "node_required": status.HTTP_400_BAD_REQUEST}[exc.reason]
+        raise HTTPException(code, detail=str(exc)) from None
     return reissue_node_link(request, session, settings, admin, node_id,
                              back=f"/admin/applications/{application_id}")
 
@@ -138,7 +129,6 @@ def reissue_node_link(request: Request, session, settings, admin, node_id: str, 
     except (NodeActionError, ValueError) as exc:
         session.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
-    session.commit()
     response = RedirectResponse(back, status_code=status.HTTP_303_SEE_OTHER)
     add_flash(request, response, f"Node {node_id}: API key rotated, older links revoked, and a new "
               "single-use download link e-mailed to the operator.")

@@ -28,12 +28,10 @@ def dismiss(request: Request, case_id: DbId, admin: CurrentAdmin, session: Sessi
         case = dismiss_case(session, case_id, actor=Actor.admin(admin), reason=reason, settings=settings)
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None
-    except CaseNotDismissable as exc:
-        session.rollback()
+    except CaseNotDismissable as exc:  # SessionDep rolls back on the exception
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     except ValueError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)) from None
-    session.commit()
     response = RedirectResponse(f"/admin/nodes/{case.node_id}#stake", status_code=status.HTTP_303_SEE_OTHER)
     add_flash(request, response, f"Slashing case {case_id} dismissed: nothing will be slashed; the operator is told why.")
     return response

@@ -118,7 +118,7 @@ def download_bundle(request: Request, token: str, session: SessionDep, settings:
                                         user_agent=request.headers.get("user-agent"))
     except LinkUnavailable as exc:
         return _unavailable(request, exc.view)
-    session.commit()  # the token is spent only if the download is recorded
+    # SessionDep commits before the body is sent: the token is spent only if the download is recorded.
     return Response(
         bundle.content,
         media_type="application/zip",

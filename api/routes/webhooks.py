@@ -8,42 +8,25 @@ other methods get 405).
 
 from __future__ import annotations
 
-import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ErrorDetail
+from noderr_core.onboarding.intake import UningestableDelivery, receive_delivery
 from noderr_core.onboarding.typeform import (
     SIGNATURE_HEADER,
     IngestOutcome,
     MalformedDelivery,
-    ingest_delivery,
     load_field_map,
-    record_dead_letter,
     signature_valid,
 )
 
 router = APIRouter(tags=["webhooks"])
-logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_000_000  # Typeform payloads are a few kB; refuse anything absurd
 _HEADERS_NOT_KEPT = {"cookie", "authorization"}
-
-
-def _storable(text: str, limit: int = 2000) -> str:
-    # A reason may quote the delivery: no NUL or lone surrogate may reach the database.
-    clean = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
-    return clean[:limit]
-
-
-def _dead_letter(session, body: bytes, headers: dict[str, str], reason: str, status_code: int) -> JSONResponse:
-    reason = _storable(reason)
-    record_dead_letter(session, raw_body=body, headers=headers, error=reason)
-    session.commit()
-    return JSONResponse({"detail": f"{reason}. The body was kept for review."}, status_code=status_code)
 
 
 def _intake(request: Request, body: bytes, headers: dict[str, str]) -> JSONResponse:
@@ -53,23 +36,11 @@ def _intake(request: Request, body: bytes, headers: dict[str, str]) -> JSONRespo
         field_map = load_field_map(settings.typeform_field_map)
     except ValueError as exc:  # operator misconfiguration: 500 makes Typeform retry later
         return JSONResponse({"detail": str(exc)}, status_code=500)
-    with factory() as session:
-        try:
-            result = ingest_delivery(session, body, field_map)
-            session.commit()
-        except MalformedDelivery as exc:
-            session.rollback()
-            return _dead_letter(session, body, headers, f"malformed Typeform delivery: {exc}", 400)
-        except (OperationalError, InterfaceError):
-            # The database is down or busy: nothing is wrong with the delivery, so Typeform
-            # should retry it (5xx), and it cannot be dead-lettered anyway.
-            session.rollback()
-            raise
-        except Exception as exc:  # a signed delivery we could not ingest: kept, never a 500
-            session.rollback()
-            logger.exception("signed Typeform delivery could not be ingested; kept as a dead letter")
-            reason = f"the delivery could not be ingested ({type(exc).__name__}: {exc})"
-            return _dead_letter(session, body, headers, reason, 422)
+    try:
+        result = receive_delivery(factory, body=body, headers=headers, field_map=field_map)
+    except (MalformedDelivery, UningestableDelivery) as exc:
+        status_code = 400 if isinstance(exc, MalformedDelivery) else 422
+        return JSONResponse({"detail": f"{exc}. The body was kept for review."}, status_code=status_code)
     if result.outcome == IngestOutcome.IGNORED_PARTIAL:
         return JSONResponse({"status": "ignored", "reason": "partial responses are not applications"})
     if result.outcome == IngestOutcome.DUPLICATE:

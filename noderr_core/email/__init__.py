@@ -1,4 +1,4 @@
-"""Emails: rendered from Jinja2 templates, queued in the outbox, sent by the relay over SMTP.
+"""Emails: rendered from Jinja2 templates, queued in the outbox, sent over SMTP by `relay.EmailHandler`.
 
 `enqueue_email` is the only way the platform sends mail: it writes an outbox row (kind ``email``)
 in the caller's transaction. Templates live in ``templates/<name>.{subject,html,txt}.j2``; other

@@ -133,3 +133,36 @@ def application_status_counts(session: Session) -> dict[str, int]:
     counts = {s.value: 0 for s in ApplicationStatus}
     counts.update({status: n for status, n in rows})
     return counts
+
+
+class LinkReissueRefused(ValueError):
+    """A new download link cannot be issued for this application (yet); `reason` says why:
+    "not_found", "not_provisioned" or "node_required"."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def node_for_link_reissue(session: Session, *, application_id: int, node_id: str | None) -> str:
+    """The node of the application that gets a new single-use download link.
+
+    A link can only be re-issued once the pipeline has provisioned the application's nodes; an
+    application with one node needs no choice, with several the caller names the node.
+    """
+    from noderr_core.tables import Node
+
+    app = session.get(OperatorApplication, application_id)
+    if app is None:
+        raise LinkReissueRefused(f"application {application_id} does not exist", "not_found")
+    if app.status not in (ApplicationStatus.PROVISIONED, ApplicationStatus.ACTIVE):
+        raise LinkReissueRefused(
+            f"application {application_id} is {app.status}: a download link can only be "
+            "re-issued once the pipeline has provisioned the node", "not_provisioned")
+    nodes = set(session.scalars(select(Node.id).where(Node.application_id == app.id)))
+    if node_id is None and len(nodes) == 1:
+        node_id = next(iter(nodes))
+    if node_id not in nodes:
+        raise LinkReissueRefused(f"choose which node of application {application_id} gets a new link",
+                                 "node_required")
+    return node_id

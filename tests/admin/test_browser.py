@@ -17,7 +17,7 @@ from noderr_core.tables import ApplicationStatus, OperatorApplication
 from noderr_core.settings import Settings
 from noderr_core.telemetry import record_heartbeat
 from noderr_core.timeutil import utcnow
-from tests.admin.test_monitoring import _beat
+from tests.support.node import heartbeat_in
 from tests.support.factories import make_node
 from tests.support.admin import ADMIN_EMAIL, ADMIN_PASSWORD, make_pending_application, provision
 
@@ -121,7 +121,7 @@ def test_admin_approves_an_application_and_sees_it_provisioned(sqlite_url, tmp_p
     with factory() as s:
         node, _key = make_node(s, status="provisioned")
         for m in range(60, 0, -1):
-            beat = record_heartbeat(s, node, _beat(latency_p50_ms=20 + m % 7, latency_p95_ms=55 + m % 11))
+            beat = record_heartbeat(s, node, heartbeat_in(latency_p50_ms=20 + m % 7, latency_p95_ms=55 + m % 11))
             beat.received_at = utcnow() - timedelta(minutes=m)
         s.commit()
     page.click("header >> text=Network")

@@ -14,26 +14,19 @@ from noderr_core.tables.model_registry import ModelVersion
 from noderr_core.tasks.clients import authenticate_client
 from noderr_core.telemetry import record_heartbeat
 from noderr_core.timeutil import utcnow
-from noderr_protocol.work import HeartbeatIn
 from tests.support.admin import admin_csrf
+from tests.support.node import heartbeat_in
 from tests.support.factories import make_node
 from tests.support.tasks import publish_test_model
 
 HTML = {"accept": "text/html"}
 
 
-def _beat(**kw) -> HeartbeatIn:
-    base = dict(uptime_seconds=60, model_versions={"iris": 1}, inference_count=10, tasks_done=5,
-                errors=0, latency_p50_ms=12.5, latency_p95_ms=40.0)
-    base.update(kw)
-    return HeartbeatIn(**{k: v for k, v in base.items() if k in HeartbeatIn.model_fields})
-
-
 def _node_with_heartbeats(admin_db, minutes_ago=(50, 30, 10)) -> str:
     with admin_db() as s:
         node, _key = make_node(s, status=NodeStatus.PROVISIONED)
         for m in minutes_ago:
-            record_heartbeat(s, node, _beat(latency_p50_ms=10 + m, latency_p95_ms=30 + m))
+            record_heartbeat(s, node, heartbeat_in(latency_p50_ms=10 + m, latency_p95_ms=30 + m))
             beat = s.scalars(select(Heartbeat).where(Heartbeat.node_id == node.id)
                              .order_by(Heartbeat.id.desc())).first()
             beat.received_at = utcnow() - timedelta(minutes=m)
@@ -117,7 +110,7 @@ def test_resumed_node_needs_a_heartbeat_to_be_online_again(admin_db):
         suspend_node(s, node_id=node_id, actor=Actor.system(), reason="maintenance")
         node = resume_node(s, node_id=node_id, actor=Actor.system())
         assert node.status == NodeStatus.OFFLINE
-        record_heartbeat(s, node, _beat())
+        record_heartbeat(s, node, heartbeat_in())
         assert node.status == NodeStatus.ONLINE
         s.commit()
 

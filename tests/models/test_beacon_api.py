@@ -12,7 +12,7 @@ from noderr_core.storage.s3 import make_s3_client
 from noderr_core.timeutil import utcnow
 from noderr_protocol.signing import load_private_key, public_key_hex
 from noderr_protocol.verify import BeaconReplayError, verify_model_bytes, verify_signed_beacon
-from tests.models.helpers import onnx_variant, publish_bytes
+from tests.support.models import onnx_variant, publish_bytes
 
 ADMIN = Actor("admin", 1, "admin@noderr.local")
 

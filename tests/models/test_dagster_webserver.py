@@ -26,7 +26,7 @@ from noderr_core.db import make_engine, make_session_factory
 from noderr_core.modelstore import list_model_versions
 from noderr_demo.dagster_ui import DagsterUI
 from noderr_local.process import free_port, stop_process, wait_for
-from tests.models.helpers import onnx_variant
+from tests.support.models import onnx_variant
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -25,7 +25,7 @@ from noderr_pipelines.lib.model_resources import (
 )
 from noderr_pipelines.resources import DatabaseResource
 from noderr_protocol.verify import verify_model_bytes, verify_signed_manifest
-from tests.models.helpers import onnx_variant
+from tests.support.models import onnx_variant
 
 IRIS_SIGNATURE = {
     "inputs": [{"name": "input", "dtype": "float32", "shape": [None, 4]}],

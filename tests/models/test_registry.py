@@ -23,7 +23,7 @@ from noderr_core.modelstore.delivery import package_model
 from noderr_core.tables import AuditLogEntry
 from noderr_protocol.signing import public_key_hex
 from noderr_protocol.verify import verify_signed_manifest
-from tests.models.helpers import onnx_variant
+from tests.support.models import onnx_variant
 
 KEY = Ed25519PrivateKey.generate()
 ADMIN = Actor("admin", 1, "admin@noderr.local")

@@ -22,7 +22,7 @@ from noderr_protocol.verify import (
     verify_signed_beacon,
     verify_signed_manifest,
 )
-from tests.models.helpers import reference_onnx
+from tests.support.models import reference_onnx
 
 KEY = Ed25519PrivateKey.generate()
 PUB = public_key_hex(KEY)

@@ -12,12 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.support.node import iris_onnx, slow_onnx
+from tests.support.node import IRIS, ROWS, assignment_states, iris_onnx, slow_onnx, task_views
 from noderr_local.process import stop_process, wait_for
-
-IRIS = "iris"
-ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
-
 
 def metric(text: str, name: str, **labels: str) -> float:
     """The value of one sample in Prometheus text output (0 if absent)."""
@@ -277,14 +273,6 @@ def test_restart_with_control_plane_down_serves_the_cached_model(
     assert second.stop() == 0
 
 
-def task_views(stack, client_key: str, ids: list[str]) -> list[dict]:
-    with stack.api.client(headers={"Authorization": f"Bearer {client_key}"}) as c:
-        resp = c.get("/v1/tasks", params={"ids": ",".join(ids)})
-        assert resp.status_code == 200, resp.text
-        body = resp.json()
-        return body["tasks"] if isinstance(body, dict) else body
-
-
 def test_node_works_leased_tasks_and_reports_them(stack, node_process_factory, tmp_path):
     version = stack.publish(IRIS, iris_onnx(1.0))
     node_id, key = stack.make_node()
@@ -316,15 +304,6 @@ def test_node_works_leased_tasks_and_reports_them(stack, node_process_factory, t
 
     wait_for(heartbeat_counts_tasks, 30, "heartbeat reporting the tasks")
     assert node.stop() == 0
-
-
-def assignment_states(stack, node_id: str) -> dict[str, int]:
-    from sqlalchemy import text as sql
-
-    with stack.session_factory() as s:
-        rows = s.execute(sql("SELECT status, COUNT(*) FROM task_assignments WHERE node_id = :n "
-                             "GROUP BY status"), {"n": node_id}).all()
-    return {status: count for status, count in rows}
 
 
 @pytest.mark.slow

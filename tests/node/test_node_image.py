@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from noderr_local.process import wait_for
-from tests.node.test_node_e2e import IRIS, ROWS, assignment_states, task_views
+from tests.support.node import IRIS, ROWS, assignment_states, task_views
 from noderr_local.bundle_runner import read_env_file
 from tests.support.containers import container_state, podman, remove_image, unzip_bundle
 from tests.support.node import iris_onnx
@@ -36,7 +36,7 @@ FAST_POLLING = {
 def download_bundle(stack, into: Path) -> tuple[str, Path]:
     """The operator journey's download: an approved application, the emailed link, the portal."""
     from noderr_core.settings import Settings
-    from tests.onboarding.test_portal import nonce_for, provision
+    from tests.support.portal import nonce_for, provision
 
     settings = Settings(env="test", public_base_url=stack.api.url)
     node_id, path = provision(stack.session_factory, settings)

@@ -44,7 +44,7 @@ from noderr_pipelines.defs.outbox import defs as outbox_defs
 from noderr_pipelines.defs.outbox.jobs import relay_emails_job
 from noderr_pipelines.defs.outbox.sensors import email_relay_sensor
 from noderr_pipelines.resources import ChainResource, DatabaseResource
-from tests.onboarding.conftest import application_payload, encode
+from noderr_demo.typeform_payloads import application_payload, encode
 
 
 @pytest.fixture

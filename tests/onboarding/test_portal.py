@@ -23,37 +23,14 @@ from noderr_core.onboarding.typeform import ingest_delivery, load_field_map
 from noderr_core.security import api_key_matches, unseal
 from noderr_core.settings import Settings
 from noderr_core.timeutil import utcnow
-from tests.onboarding.conftest import application_payload, encode
-
-
-def provision(session_factory, settings: Settings) -> tuple[str, str]:
-    """An approved, provisioned node; returns (node_id, emailed download path)."""
-    actor = Actor.system("test")
-    with session_factory() as s:
-        app_id = ingest_delivery(s, encode(application_payload()), load_field_map()).application_id
-        screen_application(s, app_id, actor)
-        decide_application(s, application_id=app_id, actor=actor, decision="approve", reason=None)
-        outcome = carry_out_decision(s, application_id=app_id, settings=settings, actor=actor)
-        s.commit()
-    return outcome.node_id, latest_link(session_factory, settings)
-
-
-def latest_link(session_factory, settings: Settings) -> str:
-    with session_factory() as s:
-        msg = s.scalars(select(OutboxMessage).where(OutboxMessage.kind == "email")
-                        .order_by(OutboxMessage.id.desc())).first()
-    url = json.loads(unseal(msg.payload["sealed_context"], settings.secret_key.get_secret_value()))["portal_url"]
-    return urlsplit(url).path
+from noderr_demo.typeform_payloads import application_payload, encode
+from tests.support.portal import latest_link, nonce_for, provision
 
 
 @pytest.fixture
 def client(settings):
     with TestClient(create_app(settings)) as c:
         yield c
-
-
-def nonce_for(settings, path: str) -> str:
-    return form_nonce(settings, path.rsplit("/", 1)[1])
 
 
 def test_post_requires_our_form_nonce_and_same_origin(client, session_factory, settings):

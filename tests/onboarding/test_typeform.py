@@ -16,7 +16,7 @@ from noderr_core.onboarding.typeform import (
     sign_body,
     signature_valid,
 )
-from tests.onboarding.conftest import FIXTURE, example_payload
+from noderr_demo.typeform_payloads import EXAMPLE_PATH as FIXTURE, example_payload
 
 
 def test_signature_is_typeforms_documented_algorithm():

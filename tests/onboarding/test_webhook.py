@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from api.main import create_app
 from noderr_core.db import make_engine, make_session_factory
 from noderr_core.tables import OperatorApplication, WebhookDeadLetter
-from tests.onboarding.conftest import FIXTURE, application_payload, encode, signed_headers
+from noderr_demo.typeform_payloads import EXAMPLE_PATH as FIXTURE, application_payload, encode, signed_headers
 
 URL = "/webhooks/typeform"
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from noderr_core.db import make_engine
 from noderr_core.tables import OperatorApplication
-from tests.onboarding.conftest import application_payload, encode, signed_headers
+from noderr_demo.typeform_payloads import application_payload, encode, signed_headers
 
 
 async def _post_all(url: str, bodies: list[bytes]) -> list[httpx.Response]:

@@ -16,7 +16,7 @@ from noderr_core.staking.observer import sync_stakes
 from noderr_core.tables import Operator
 from noderr_core.tables.staking import StakeSyncCursor
 from tests.support.chain import OPERATOR_KEYS
-from tests.tasks.helpers import submit
+from tests.support.task_flow import submit
 
 MIN = DEFAULT_MIN_STAKE
 

@@ -41,7 +41,7 @@ from noderr_pipelines.resources import DatabaseResource
 from noderr_protocol.work import HeartbeatIn
 from tests.support.admin import admin_csrf
 from tests.support.chain import OPERATOR_KEYS
-from tests.tasks.helpers import lease, report, submit
+from tests.support.task_flow import lease, report, submit
 
 MIN = DEFAULT_MIN_STAKE
 POLICY_3 = {"replicas": 3, "quorum": 2, "adaptive": False}

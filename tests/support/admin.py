@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import secrets
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from noderr_core.settings import Settings
+from noderr_demo.typeform_payloads import EXAMPLE_PATH
 
 ADMIN_EMAIL = "admin@noderr.test"
 ADMIN_PASSWORD = "correct horse battery staple"
@@ -69,9 +69,6 @@ def admin_client(admin_app):
         yield client
 
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "typeform_example.json"
-
-
 def make_pending_application(session, *, full_name: str = "Ada Lovelace", email: str | None = None,
                              wallet: str | None = None, region: str = "eu-west",
                              tier: str = "standard") -> int:
@@ -87,7 +84,7 @@ def make_pending_application(session, *, full_name: str = "Ada Lovelace", email:
     app = OperatorApplication(
         form_response_token=secrets.token_hex(16),
         form_id="lT4Z3j",
-        raw_payload=FIXTURE.read_text(),
+        raw_payload=EXAMPLE_PATH.read_text(),
         answers={"full_name": full_name, "email": email, "wallet_address": wallet,
                  "node_tier": tier, "region": region, "hardware": "8 vCPU, 32 GB"},
         unmapped_answers={"favourite_model": "iris"},

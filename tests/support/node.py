@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from noderr_local.process import free_port, stop_process
+from noderr_protocol.work import HeartbeatIn
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -301,3 +302,32 @@ def node_stack_factory(tmp_path, s3_server, s3_bucket, api_server_factory):
     yield start
     for engine in engines:
         engine.dispose()
+
+
+def heartbeat_in(**kw) -> HeartbeatIn:
+    """A plausible heartbeat from a healthy node; keyword arguments override its fields."""
+    base = dict(uptime_seconds=60, model_versions={"iris": 1}, inference_count=10, tasks_done=5,
+                errors=0, latency_p50_ms=12.5, latency_p95_ms=40.0)
+    base.update(kw)
+    return HeartbeatIn(**{k: v for k, v in base.items() if k in HeartbeatIn.model_fields})
+
+
+IRIS = "iris"
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+
+
+def task_views(stack, client_key: str, ids: list[str]) -> list[dict]:
+    with stack.api.client(headers={"Authorization": f"Bearer {client_key}"}) as c:
+        resp = c.get("/v1/tasks", params={"ids": ",".join(ids)})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        return body["tasks"] if isinstance(body, dict) else body
+
+
+def assignment_states(stack, node_id: str) -> dict[str, int]:
+    from sqlalchemy import text as sql
+
+    with stack.session_factory() as s:
+        rows = s.execute(sql("SELECT status, COUNT(*) FROM task_assignments WHERE node_id = :n "
+                             "GROUP BY status"), {"n": node_id}).all()
+    return {status: count for status, count in rows}

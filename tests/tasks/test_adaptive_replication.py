@@ -8,7 +8,7 @@ from noderr_core.tasks import get_tasks, node_reliability_summary
 from noderr_core.tasks.reliability import lock_reliability
 from noderr_core.tasks.rules import DEFAULT_RULES
 from noderr_core.timeutil import utcnow
-from tests.tasks.helpers import lease, report, submit
+from tests.support.task_flow import lease, report, submit
 
 
 def _set_streak(session_factory, node_id, streak):

@@ -27,7 +27,7 @@ from noderr_core.tasks import create_client, submit_tasks
 from noderr_protocol.tasks import SubmitTasksRequest
 from tests.support.factories import make_node
 from tests.support.tasks import publish_test_model
-from tests.tasks.workers import chaos_node
+from tests.support.task_workers import chaos_node
 
 N_TASKS = int(os.environ.get("NODERR_CHAOS_TASKS", "100000"))
 LEASE_SECONDS = 3

@@ -6,8 +6,8 @@ import json
 import multiprocessing
 from collections import Counter
 
-from tests.tasks.helpers import submit
-from tests.tasks.workers import lease_until_empty
+from tests.support.task_flow import submit
+from tests.support.task_workers import lease_until_empty
 
 
 def _run(db_url, nodes, batch, tmp_path):

@@ -11,7 +11,7 @@ from noderr_core.timeutil import utcnow
 from noderr_pipelines.defs.tasks.jobs import overdue_tasks_job
 from noderr_pipelines.defs.tasks.sensors import overdue_tasks_sensor
 from noderr_pipelines.resources import DatabaseResource
-from tests.tasks.helpers import submit
+from tests.support.task_flow import submit
 
 
 def test_sensor_requests_one_run_per_deadline_and_job_fails_overdue_tasks(db_url, session_factory, task_world):

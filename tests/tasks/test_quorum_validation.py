@@ -10,7 +10,7 @@ from noderr_core.tables.tasks import NodeReliability, TaskAssignment
 from noderr_core.tasks import get_tasks, node_reliability_summary
 from noderr_core.tasks.comparison import outputs_agree
 from noderr_core.timeutil import utcnow
-from tests.tasks.helpers import lease, report, submit
+from tests.support.task_flow import lease, report, submit
 
 
 def _task(session_factory, world, tid):
