@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from noderr_core.tables import Node, NodeStatus
+from noderr_core.tables import Node, NodeStatus, Operator
 from noderr_core.security import NODE_KEY_PREFIX, api_key_matches, parse_api_key
 from noderr_core.settings import Settings
 
@@ -88,3 +88,27 @@ NODE_AUTH_RESPONSES: dict[int | str, dict] = {
 UNREADABLE_BODY_RESPONSES: dict[int | str, dict] = {
     400: {"model": ErrorDetail, "description": "the body could not be read as JSON (not UTF-8)"},
 }
+
+
+# ---- operators (wallet sign-in, noderr_core.operators) ---------------------------------------
+OPERATOR_SESSION_COOKIE = "noderr_operator_session"
+OPERATOR_SIGN_IN_PATH = "/operator/sign-in"
+
+
+def require_operator(request: Request, session: SessionDep) -> Operator:
+    """The operator behind the session cookie; a browser without one goes to the sign-in page."""
+    from noderr_core.operators.sessions import resolve_operator_session
+
+    resolved = resolve_operator_session(session, request.cookies.get(OPERATOR_SESSION_COOKIE))
+    if resolved is None:
+        if "text/html" in request.headers.get("accept", ""):
+            raise HTTPException(status.HTTP_303_SEE_OTHER, detail="sign in with your wallet first",
+                                headers={"Location": OPERATOR_SIGN_IN_PATH})
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                            detail=f"operator session required: sign in at {OPERATOR_SIGN_IN_PATH}",
+                            headers={"WWW-Authenticate": 'Cookie realm="noderr-operator"'})
+    request.state.operator_session, request.state.operator = resolved
+    return resolved[1]
+
+
+CurrentOperator = Annotated[Operator, Depends(require_operator)]

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from api.input_guard import RefuseNulMiddleware
 from api.observability import ensure_logging_configured, install_observability
 from api.routes import admin, beacon, nodes, portal, rewards, tasks, webhooks
+from api.routes import operator as operator_routes
 from noderr_core.bootstrap import ensure_bootstrap_admin
 from noderr_core.db import engine_for_url, make_session_factory
 from noderr_core.settings import Settings, get_settings
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_observability(app, settings)
     for module in (webhooks, admin, portal, beacon, tasks, nodes, rewards):
         app.include_router(module.router)
+    app.include_router(operator_routes.public_router)
+    app.include_router(operator_routes.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
