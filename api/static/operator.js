@@ -91,6 +91,7 @@
       const claimable = currentClaim.claimable_now === null ? 0n : BigInt(currentClaim.claimable_now);
       button.disabled = !(currentClaim.claim && claimable > 0n);
     }
+    panel.dataset.loaded = String(Number(panel.dataset.loaded || 0) + 1);  // tests wait on it
     return currentClaim;
   }
 
