@@ -16,6 +16,7 @@ import traceback
 import httpx
 
 from noderr_local.process import LocalStack
+from noderr_demo import operator_portal
 from noderr_demo.report import DemoFailure, DemoReport, wait_until
 from noderr_demo.stack import DemoEnvironment, prepare_environment, start_platform
 
@@ -45,7 +46,9 @@ def run_demo() -> int:
         applicants = _operator_journey(report, demo)
         nodes = _node_journey(report, demo, applicants)
         _task_journey(report, demo, nodes)
+        operator_portal.sign_in_operators(report, demo, applicants)  # wallet proof before rewards
         _reward_journey(report, demo, applicants)
+        operator_portal.claim_in_browser(report, demo, applicants)
         _monitoring(report, demo, nodes)
         ok = True
     except DemoFailure as exc:
