@@ -62,6 +62,8 @@ def _relay_one(session_factory, settings: Settings, backend, msg: OutboxMessage,
     payload = msg.payload
     try:
         context = dict(payload.get("context") or {})
+        # Operator e-mails link the operator pages; rows queued before that link existed get it here.
+        context.setdefault("operator_pages_url", f"{settings.public_base_url.rstrip('/')}/operator")
         if payload.get("sealed_context"):
             context.update(json.loads(unseal(payload["sealed_context"], settings.secret_key.get_secret_value())))
         rendered = render_email(payload["template"], context)

@@ -29,7 +29,7 @@ from noderr_core.tables.network import Alert
 from noderr_core.tables.rewards import NodeReward, RewardEpoch
 from noderr_core.telemetry import record_heartbeat
 from noderr_protocol.work import HeartbeatIn
-from tests.support.admin import provision
+from tests.support.admin import admin_login, provision
 from tests.support.factories import make_node
 from tests.support.operators import operator_csrf, operator_sign_in, sign_text
 
@@ -135,6 +135,11 @@ def test_a_further_node_is_an_application_the_admin_decides(portal_client, porta
                            reason=None)
         s.commit()
         app_id = app.id
+    # The admin sees it on the dashboard like any application, with the operator's note.
+    admin_login(portal_client, email=portal_settings.bootstrap_admin_email,
+                password=portal_settings.bootstrap_admin_password.get_secret_value())
+    detail = portal_client.get(f"/admin/applications/{app_id}", headers=HTML)
+    assert detail.status_code == 200 and "second site" in detail.text and "ada@example.com" in detail.text
     outcome = provision(portal_db, portal_settings, app_id)
     assert outcome.action == "provisioned" and outcome.operator_id == w["ada"]
     page = portal_client.get("/operator", headers=HTML).text
