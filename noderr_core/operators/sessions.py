@@ -23,13 +23,14 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from eth_utils import is_address, to_checksum_address
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
 from noderr_core.operators.siwe import (
     SiweError,
     SiweMessage,
+    SiweSyntaxError,
     check_message,
     format_datetime,
     parse_message,
@@ -41,6 +42,7 @@ from noderr_core.tables.operators import OperatorSession, SiweNonce
 from noderr_core.timeutil import utcnow
 
 NONCE_TTL = timedelta(minutes=10)
+MAX_LIVE_NONCES = 20
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 SIGN_IN = "sign_in"
 WALLET_CHANGE = "wallet_change"
@@ -100,6 +102,13 @@ def issue_challenge(session: Session, site: SignInSite, *, address: str, purpose
     """A fresh EIP-4361 message for `address` to sign, with a server-issued single-use nonce."""
     now = now or utcnow()
     address = normalize_address(address)
+    # Bounded by the caller's own data: expired nonces of this address go, live ones are capped.
+    session.execute(delete(SiweNonce).where(SiweNonce.address == address, SiweNonce.expires_at <= now))
+    live = session.scalar(select(func.count()).select_from(SiweNonce).where(
+        SiweNonce.address == address, SiweNonce.used_at.is_(None)))
+    if live >= MAX_LIVE_NONCES:
+        raise SignInRefused(f"too many unfinished sign-ins for {address}: finish one, or wait "
+                            f"{int(NONCE_TTL.total_seconds() // 60)} minutes", status=429)
     nonce = secrets.token_hex(16)
     session.add(SiweNonce(nonce=nonce, address=address, purpose=purpose, new_wallet=new_wallet,
                           issued_at=now, expires_at=now + NONCE_TTL))
@@ -119,7 +128,7 @@ def _verified(session: Session, site: SignInSite, text: str, signature: str, pur
         check_message(message, domain=site.domain, uri_prefix=site.uri, chain_id=site.chain_id, now=now)
         verify_signature(message, text, signature)
     except SiweError as exc:
-        raise SignInRefused(str(exc), status=400 if "line" in str(exc) else 401) from None
+        raise SignInRefused(str(exc), status=400 if isinstance(exc, SiweSyntaxError) else 401) from None
     row = session.scalar(select(SiweNonce).where(SiweNonce.nonce == message.nonce))
     if row is None or row.purpose != purpose or row.address != message.address:
         raise SignInRefused("this message's nonce was not issued by this site for this wallet: "

@@ -55,7 +55,11 @@ _RE_REQUEST_ID = re.compile(rf"^{_PCHAR}*$")
 
 
 class SiweError(ValueError):
-    """The message is malformed or not acceptable here; the text says what to fix."""
+    """The message is not acceptable here (signature, site, validity); the text says what to fix."""
+
+
+class SiweSyntaxError(SiweError):
+    """The text is not an EIP-4361 message; the text names the first line that breaks the grammar."""
 
 
 @dataclass(frozen=True)
@@ -99,11 +103,11 @@ def parse_datetime(value: str, what: str) -> datetime:
     """An RFC 3339 date-time (as the ABNF's `date-time`) → aware UTC datetime."""
     m = _RE_DATETIME.match(value)
     if not m:
-        raise SiweError(f"{what} {value!r} is not an RFC 3339 date-time (e.g. 2026-01-31T12:00:00Z)")
+        raise SiweSyntaxError(f"{what} {value!r} is not an RFC 3339 date-time (e.g. 2026-01-31T12:00:00Z)")
     try:
         parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
-        raise SiweError(f"{what} {value!r} is not a valid date") from None
+        raise SiweSyntaxError(f"{what} {value!r} is not a valid date") from None
     return parsed.astimezone(UTC)
 
 
@@ -114,34 +118,34 @@ def format_datetime(value: datetime) -> str:
 def _field(lines: list[str], i: int, tag: str, rule: re.Pattern | None, what: str) -> str:
     if i >= len(lines) or not lines[i].startswith(tag):
         found = lines[i] if i < len(lines) else "the end of the message"
-        raise SiweError(f"line {i + 1}: expected '{tag}…', found {found[:80]!r}")
+        raise SiweSyntaxError(f"line {i + 1}: expected '{tag}…', found {found[:80]!r}")
     value = lines[i][len(tag):]
     if rule is not None and not rule.match(value):
-        raise SiweError(f"line {i + 1}: {what} {value[:80]!r} is not valid")
+        raise SiweSyntaxError(f"line {i + 1}: {what} {value[:80]!r} is not valid")
     return value
 
 
 def parse_message(text: str) -> SiweMessage:
     """Parse an EIP-4361 message; raises SiweError naming the first line that breaks the grammar."""
     if not isinstance(text, str) or not text:
-        raise SiweError("the sign-in message is empty")
+        raise SiweSyntaxError("the sign-in message is empty")
     if len(text) > MAX_MESSAGE_LENGTH:
-        raise SiweError(f"the sign-in message is too long ({len(text)} characters)")
+        raise SiweSyntaxError(f"the sign-in message is too long ({len(text)} characters)")
     if "\r" in text:
-        raise SiweError("the sign-in message must use LF line ends, not CR")
+        raise SiweSyntaxError("the sign-in message must use LF line ends, not CR")
     lines = text.split("\n")
     header = _RE_HEADER.match(lines[0])
     if not header:
-        raise SiweError("line 1: expected '<domain> wants you to sign in with your Ethereum account:'")
+        raise SiweSyntaxError("line 1: expected '<domain> wants you to sign in with your Ethereum account:'")
     if len(lines) < 3:
-        raise SiweError("the message ends after its first line")
+        raise SiweSyntaxError("the message ends after its first line")
     address = lines[1]
     if not _RE_ADDRESS.match(address):
-        raise SiweError(f"line 2: {address[:80]!r} is not an Ethereum address (0x + 40 hex digits)")
+        raise SiweSyntaxError(f"line 2: {address[:80]!r} is not an Ethereum address (0x + 40 hex digits)")
     if not is_checksum_address(address):
-        raise SiweError(f"line 2: address {address} is not EIP-55 checksummed (EIP-4361 requires it)")
+        raise SiweSyntaxError(f"line 2: address {address} is not EIP-55 checksummed (EIP-4361 requires it)")
     if lines[2] != "":
-        raise SiweError("line 3: expected an empty line after the address")
+        raise SiweSyntaxError("line 3: expected an empty line after the address")
     # Either "" (no statement) then "URI: ...", or statement, "" then "URI: ...".
     i = 3
     statement = None
@@ -150,14 +154,14 @@ def parse_message(text: str) -> SiweMessage:
     else:
         statement = lines[i] if i < len(lines) else ""
         if not _RE_STATEMENT.match(statement):
-            raise SiweError("line 4: the statement has characters EIP-4361 does not allow")
+            raise SiweSyntaxError("line 4: the statement has characters EIP-4361 does not allow")
         if i + 1 >= len(lines) or lines[i + 1] != "":
-            raise SiweError("line 5: expected an empty line after the statement")
+            raise SiweSyntaxError("line 5: expected an empty line after the statement")
         i += 2
     uri = _field(lines, i, "URI: ", _RE_URI, "URI")
     version = _field(lines, i + 1, "Version: ", None, "version")
     if version != "1":
-        raise SiweError(f"line {i + 2}: version {version!r} is not supported (only 1)")
+        raise SiweSyntaxError(f"line {i + 2}: version {version!r} is not supported (only 1)")
     chain_id = int(_field(lines, i + 2, "Chain ID: ", _RE_CHAIN_ID, "chain id"))
     nonce = _field(lines, i + 3, "Nonce: ", _RE_NONCE, "nonce")
     issued_at = _field(lines, i + 4, "Issued At: ", None, "issued-at")
@@ -179,11 +183,11 @@ def parse_message(text: str) -> SiweMessage:
         while i < len(lines) and lines[i].startswith("- "):
             resource = lines[i][2:]
             if not _RE_URI.match(resource):
-                raise SiweError(f"line {i + 1}: resource {resource[:80]!r} is not a URI")
+                raise SiweSyntaxError(f"line {i + 1}: resource {resource[:80]!r} is not a URI")
             resources.append(resource)
             i += 1
     if i != len(lines):
-        raise SiweError(f"line {i + 1}: unexpected {lines[i][:80]!r} (fields are out of order or unknown)")
+        raise SiweSyntaxError(f"line {i + 1}: unexpected {lines[i][:80]!r} (fields are out of order or unknown)")
     return SiweMessage(
         scheme=header.group("scheme"), domain=header.group("domain"), address=address,
         statement=statement, uri=uri, version=version, chain_id=chain_id, nonce=nonce,

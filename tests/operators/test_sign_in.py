@@ -139,3 +139,20 @@ def test_sign_in_endpoints_refuse_cross_site_and_non_json_requests(portal_client
     assert r.status_code == 400 and "not an Ethereum address" in r.json()["detail"]
     r = portal_client.post("/operator/sign-in/challenge", json={"address": WALLET, "extra": 1})
     assert r.status_code == 422
+
+
+def test_unfinished_sign_ins_are_capped_per_wallet(portal_client, portal_db, portal_settings):
+    from noderr_core.operators.sessions import MAX_LIVE_NONCES
+
+    _make_operator(portal_db)
+    site = SignInSite.from_base_url(portal_settings.public_base_url, portal_settings.chain_id)
+    with portal_db() as s:  # expired ones do not count and are cleaned away
+        for _ in range(5):
+            issue_challenge(s, site, address=WALLET, now=utcnow() - timedelta(hours=1))
+        s.commit()
+    for _ in range(MAX_LIVE_NONCES):
+        siwe_challenge(portal_client, WALLET)
+    r = portal_client.post("/operator/sign-in/challenge", json={"address": WALLET})
+    assert r.status_code == 429 and "too many unfinished sign-ins" in r.json()["detail"]
+    with portal_db() as s:
+        assert s.scalar(select(func.count()).select_from(SiweNonce)) == MAX_LIVE_NONCES
