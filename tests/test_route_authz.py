@@ -82,6 +82,7 @@ ADMIN: set[tuple[str, str]] = {
     ("POST", "/admin/nodes/{node_id}/rotate-key"),
     ("GET", "/admin/operators"),
     ("GET", "/admin/operators/{operator_id}"),
+    ("POST", "/admin/operators/{operator_id}/wallet"),
     ("GET", "/admin/applications"),
     ("GET", "/admin/applications/{application_id}"),
     ("POST", "/admin/applications/{application_id}/approve"),

@@ -8,6 +8,7 @@ router is built with `protected_router()`, i.e. a router-level `require_admin` d
 from fastapi import APIRouter
 
 from api.admin import routes_auth, routes_catalog, routes_monitoring, routes_onboarding
+from api.admin import routes_operator_wallet
 
 router = APIRouter()
 router.include_router(routes_auth.public_router)
@@ -15,3 +16,4 @@ router.include_router(routes_auth.session_router)
 router.include_router(routes_monitoring.router)
 router.include_router(routes_onboarding.router)
 router.include_router(routes_catalog.router)
+router.include_router(routes_operator_wallet.router)

@@ -14,7 +14,6 @@ from sqlalchemy import select
 from noderr_core.audit import Actor
 from noderr_core.onboarding.applications import decide_application
 from noderr_core.onboarding.screening import screen_application
-from noderr_core.operators.sessions import admin_change_wallet
 from noderr_core.security import unseal
 from noderr_core.tables import (
     ApplicationStatus,
@@ -29,7 +28,7 @@ from noderr_core.tables.network import Alert
 from noderr_core.tables.rewards import NodeReward, RewardEpoch
 from noderr_core.telemetry import record_heartbeat
 from noderr_protocol.work import HeartbeatIn
-from tests.support.admin import admin_login, provision
+from tests.support.admin import admin_login, csrf_from, provision
 from tests.support.factories import make_node
 from tests.support.operators import operator_csrf, operator_sign_in, sign_text
 
@@ -183,19 +182,23 @@ def test_a_wallet_change_needs_the_old_wallets_signature(portal_client, portal_d
     assert operator_sign_in(portal_client, new.key.hex()).json()["wallet_proven_now"] is True
 
 
-def test_an_admin_can_change_a_wallet_with_a_reason_on_record(portal_db):
+def test_an_admin_can_change_a_wallet_with_a_reason_on_record(portal_client, portal_db, portal_settings):
     w = _world(portal_db)
     new = Account.create().address
+    admin_login(portal_client, email=portal_settings.bootstrap_admin_email,
+                password=portal_settings.bootstrap_admin_password.get_secret_value())
+    page = portal_client.get(f"/admin/operators/{w['ada']}", headers=HTML).text
+    csrf = csrf_from(page)
+    assert "not proven yet" in page
+    refused = portal_client.post(f"/admin/operators/{w['ada']}/wallet", headers=HTML,
+                                 data={"csrf_token": csrf, "new_wallet": new, "reason": " "})
+    assert refused.status_code == 400 and "needs a reason" in refused.text
+    done = portal_client.post(f"/admin/operators/{w['ada']}/wallet", headers=HTML,
+                              data={"csrf_token": csrf, "new_wallet": new,
+                                    "reason": "old key lost; identity checked by video call"})
+    assert done.status_code == 200 and f"now go to {new}" in done.text
     with portal_db() as s:
-        try:
-            admin_change_wallet(s, operator_id=w["ada"], new_wallet=new, actor=Actor.system("admin"), reason="")
-        except ValueError as exc:
-            assert "needs a reason" in str(exc)
-        else:
-            raise AssertionError("a wallet change without a reason was accepted")
-        admin_change_wallet(s, operator_id=w["ada"], new_wallet=new, actor=Actor.system("admin"),
-                            reason="old key lost; identity checked by video call")
-        s.commit()
         entry = s.scalars(select(AuditLogEntry).where(AuditLogEntry.action == "operator.wallet_changed")).one()
-        assert entry.details["proof"] == "admin action" and "video call" in entry.details["reason"]
+        assert entry.actor_type == "admin" and entry.details["proof"] == "admin action"
+        assert "video call" in entry.details["reason"] and entry.details["old_wallet"] == WALLET
         assert s.get(Operator, w["ada"]).wallet_address == new
