@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from noderr_core.admin.sessions import csrf_matches, resolve_session
 from noderr_core.db import mark_read_only
-from noderr_core.tables import AdminSession, AdminUser, Node, NodeStatus
+from noderr_core.tables import AdminSession, AdminUser, Node, NodeStatus, Operator
 from noderr_core.security import NODE_KEY_PREFIX, api_key_matches, parse_api_key
 from noderr_core.settings import Settings
 
@@ -191,3 +191,27 @@ async def require_csrf(request: Request, admin_session: CurrentAdminSession) -> 
 
 
 CsrfChecked = Depends(require_csrf)
+
+
+# ---- operators (wallet sign-in, noderr_core.operators) ---------------------------------------
+OPERATOR_SESSION_COOKIE = "noderr_operator_session"
+OPERATOR_SIGN_IN_PATH = "/operator/sign-in"
+
+
+def require_operator(request: Request, session: SessionDep) -> Operator:
+    """The operator behind the session cookie; a browser without one goes to the sign-in page."""
+    from noderr_core.operators.sessions import resolve_operator_session
+
+    resolved = resolve_operator_session(session, request.cookies.get(OPERATOR_SESSION_COOKIE))
+    if resolved is None:
+        if "text/html" in request.headers.get("accept", ""):
+            raise HTTPException(status.HTTP_303_SEE_OTHER, detail="sign in with your wallet first",
+                                headers={"Location": OPERATOR_SIGN_IN_PATH})
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                            detail=f"operator session required: sign in at {OPERATOR_SIGN_IN_PATH}",
+                            headers={"WWW-Authenticate": 'Cookie realm="noderr-operator"'})
+    request.state.operator_session, request.state.operator = resolved
+    return resolved[1]
+
+
+CurrentOperator = Annotated[Operator, Depends(require_operator)]

@@ -11,6 +11,7 @@ from api.request_guard import RequestGuardMiddleware
 from api.security_headers import SecurityHeadersMiddleware
 from api.observability import ensure_logging_configured, install_observability
 from api.routes import admin, beacon, node_image, nodes, portal, probes, rewards, tasks, webhooks
+from api.routes import operator as operator_routes
 from noderr_core.bootstrap import ensure_bootstrap_admin
 from noderr_core.db import engine_for_settings, make_session_factory
 from noderr_core.settings import Settings, get_settings
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware, https_only=not settings.is_local)
     for module in (webhooks, admin, portal, beacon, tasks, nodes, rewards, probes, node_image):
         app.include_router(module.router)
+    app.include_router(operator_routes.public_router)
+    app.include_router(operator_routes.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:

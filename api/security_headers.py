@@ -5,11 +5,12 @@ Rules:
   `frame-ancestors 'none'` (no page of ours can be framed: clickjacking of the admin's approve and
   suspend buttons), `Referrer-Policy: same-origin` unless the route chose a stricter one (the portal
   sends `no-referrer`: its URL is a capability).
-- HTML pages get a CSP that allows no script at all (`script-src 'none'`: the server-rendered pages
-  have none; charts are inline SVG). Styles may be inline: the templates use a `<style>` block and
+- HTML pages get a CSP that allows only scripts served by this origin (`script-src 'self'`, never
+  inline: the admin and portal pages have none, charts are inline SVG; the operator pages load
+  `/operator/static/operator.js` for wallet sign-in and claims), and fetches to this origin only. Styles may be inline: the templates use a `<style>` block and
   computed `style=` attributes (bar widths), which nonces cannot cover; with scripts forbidden and
   every value autoescaped, inline CSS cannot run code. Forms may only post to this origin.
-- Pages that show applicant data or secrets (`/admin…`, `/portal…`) get `Cache-Control: no-store`
+- Pages that show applicant data or secrets (`/admin…`, `/portal…`, `/operator…`) get `Cache-Control: no-store`
   unless the route set its own, so neither the browser nor a proxy keeps a copy.
 - Outside local development, `Strict-Transport-Security` tells browsers to use HTTPS only.
 - The local-only API docs (/docs, /redoc: Swagger UI with its inline script) are left alone.
@@ -23,11 +24,12 @@ from typing import Any
 ASGIApp = Callable[[MutableMapping[str, Any], Callable, Callable], Awaitable[None]]
 
 HTML_CSP = (
-    "default-src 'none'; script-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-PRIVATE_PREFIXES = ("/admin", "/portal")
+PRIVATE_PREFIXES = ("/admin", "/portal", "/operator")
 UNMANAGED_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 HSTS = b"max-age=63072000; includeSubDomains"
 

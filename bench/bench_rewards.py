@@ -34,8 +34,8 @@ def _load(engine, day_start: datetime, nodes: int, operators: int, heartbeats: i
     start = day_start.replace(tzinfo=None)
     with engine.begin() as c:
         c.execute(text("""
-            INSERT INTO operators (email, full_name, wallet_address, created_at)
-            SELECT 'op' || g || '@bench.local', 'Bench', '0x' || lpad(to_hex(g), 40, '0'), :t
+            INSERT INTO operators (email, full_name, wallet_address, created_at, wallet_proven_at)
+            SELECT 'op' || g || '@bench.local', 'Bench', '0x' || lpad(to_hex(g), 40, '0'), :t, :t
             FROM generate_series(1, :ops) g"""), {"ops": operators, "t": start - timedelta(days=5)})
         c.execute(text("""
             INSERT INTO nodes (id, operator_id, status, api_key_id, api_key_hash, api_key_version,

@@ -320,6 +320,8 @@ def _queue_alert_emails(session: Session, alert: Alert, node: Node, settings: Se
         context = dict(common, recipient_role=role)
         if role == "admin":
             context["node_url"] = f"{base}/admin/nodes/{node.id}"
+        else:  # the operator's own page (wallet sign-in)
+            context["node_url"] = f"{base}/operator/nodes/{node.id}"
         enqueue_email(
             session,
             template=template,

@@ -19,6 +19,7 @@ from noderr_demo import MODEL_NAME, stake
 from noderr_local.process import LocalStack
 from noderr_demo.model_catalog import catalog_journey
 from noderr_demo.container_node import release_signed_node_image, start_bundled_container
+from noderr_demo import operator_portal
 from noderr_demo.report import DemoFailure, DemoReport, wait_until
 from noderr_demo.stack import DemoEnvironment, prepare_environment, start_platform
 
@@ -51,8 +52,10 @@ def run_demo() -> int:
         stake.bond_operator_stakes(report, demo, applicants)
         nodes = _node_journey(report, demo, applicants)
         _task_journey(report, demo, nodes)
+        operator_portal.sign_in_operators(report, demo, applicants)  # wallet proof before rewards
         stake.lying_node_journey(report, demo, nodes, applicants)
         _reward_journey(report, demo, applicants)
+        operator_portal.claim_in_browser(report, demo, applicants)
         _monitoring(report, demo, nodes)
         ok = True
     except DemoFailure as exc:

@@ -49,6 +49,10 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/admin/login"): "sign-in (double-submit CSRF cookie, rate limited)",
     ("GET", "/v1/node-image/signatures/{path:path}"): "node image signatures for podman: "
     "public by design (verifying needs only the public key), strict path shape, bounded body",
+    ("GET", "/operator/sign-in"): "the operator's wallet sign-in page",
+    ("POST", "/operator/sign-in/challenge"): "EIP-4361 nonce, only for operators' wallets; JSON + same origin",
+    ("POST", "/operator/sign-in"): "the signed EIP-4361 message is the credential (single-use nonce)",
+    ("GET", "/operator/static/{name}"): "the operator pages' script and style sheet (fixed allow-list)",
 }
 # Served only when settings.is_local (local development and tests).
 LOCAL_ONLY: set[tuple[str, str]] = {
@@ -81,6 +85,7 @@ ADMIN: set[tuple[str, str]] = {
     ("POST", "/admin/nodes/{node_id}/rotate-key"),
     ("GET", "/admin/operators"),
     ("GET", "/admin/operators/{operator_id}"),
+    ("POST", "/admin/operators/{operator_id}/wallet"),
     ("GET", "/admin/applications"),
     ("GET", "/admin/applications/{application_id}"),
     ("POST", "/admin/applications/{application_id}/approve"),
@@ -98,8 +103,19 @@ ADMIN: set[tuple[str, str]] = {
     ("GET", "/admin/rewards"),
     ("POST", "/admin/slashing/{case_id}/dismiss"),
 }
+# Operator pages: a session opened by signing in with the payout wallet (EIP-4361).
+OPERATOR: set[tuple[str, str]] = {
+    ("GET", "/operator"),
+    ("GET", "/operator/nodes/{node_id}"),
+    ("GET", "/operator/claim.json"),
+    ("POST", "/operator/sign-out"),
+    ("POST", "/operator/nodes/{node_id}/rotate-key"),
+    ("POST", "/operator/node-requests"),
+    ("POST", "/operator/wallet/challenge"),
+    ("POST", "/operator/wallet"),
+}
 CLASSES = {"public": set(PUBLIC), "local-only": LOCAL_ONLY, "node": NODE, "client": CLIENT,
-           "admin": ADMIN}
+           "admin": ADMIN, "operator": OPERATOR}
 
 
 def served_routes(app) -> set[tuple[str, str]]:
@@ -261,6 +277,42 @@ def test_admin_routes_need_a_session_and_forms_need_csrf(authz_world):
             assert r.status_code not in (303, 401, 403), (path, r.status_code)
     # None of the refused POSTs (logout included) ended the session.
     assert call(http, "GET", "/admin/audit", {"accept": "text/html"}).status_code == 200
+
+
+# ---- operator routes ---------------------------------------------------------------------------
+
+
+def test_operator_routes_need_a_wallet_session_and_forms_need_csrf(authz_world):
+    from eth_account import Account
+
+    from noderr_core.tables import Operator
+    from tests.support.operators import operator_sign_in
+
+    http, keys = authz_world.http, authz_world.keys
+    assert admin_login(http).status_code == 303  # an admin session is no operator credential
+    for method, path in sorted(OPERATOR):
+        browser = call(http, method, path, {"accept": "text/html"})
+        assert browser.status_code == 303 and browser.headers["location"] == "/operator/sign-in", (path,)
+        assert call(http, method, path, {"accept": "application/json"}).status_code == 401, (path,)
+        for kind in ("node", "client"):
+            assert call(http, method, path, bearer(keys[kind])).status_code == 401, (kind, path)
+
+    account = Account.create()
+    engine = make_engine(authz_world.app.state.settings.resolved_database_url)
+    with make_session_factory(engine)() as s:
+        s.add(Operator(email="authz-op@example.com", wallet_address=account.address))
+        s.commit()
+    engine.dispose()
+    assert operator_sign_in(http, account.key.hex()).status_code == 200
+    for method, path in sorted(OPERATOR):
+        if method == "POST":
+            r = call(http, method, path, {"accept": "text/html"}, data={})
+            assert r.status_code == 403 and "CSRF" in r.text, (path, r.status_code)
+            assert call(http, method, path, {"accept": "application/json"}).status_code == 403, (path,)
+        else:
+            r = call(http, method, path, {"accept": "text/html"})
+            assert r.status_code not in (303, 401, 403), (path, r.status_code)
+    assert call(http, "GET", "/operator", {"accept": "text/html"}).status_code == 200
 
 
 # ---- public routes: public, but not unprotected ------------------------------------------------

@@ -36,7 +36,7 @@ def _fmt(value: float) -> str:
 
 
 def line_chart(series: Sequence[TimeSeries], *, title: str, unit: str = "", width: int = 640,
-               height: int = 210, chart_id: str | None = None) -> Markup:
+               height: int = 210, chart_id: str | None = None, time_format: str = "%H:%M") -> Markup:
     """One or more series over the same buckets; gaps (None) break the line."""
     n = max((len(s.points) for s in series), default=0)
     values = [p.value for s in series for p in s.points if p.value is not None]
@@ -68,7 +68,7 @@ def line_chart(series: Sequence[TimeSeries], *, title: str, unit: str = "", widt
         ref = next(s for s in series if s.points)
         for i in sorted({0, n // 2, n - 1}):
             anchor = "start" if i == 0 else ("end" if i == n - 1 else "middle")
-            label = ref.points[i].at.strftime("%H:%M")
+            label = ref.points[i].at.strftime(time_format)
             parts.append(f'<text x="{x(i):.1f}" y="{height - 6}" text-anchor="{anchor}">{label}</text>')
     legend_x = width - PAD_RIGHT
     for idx, s in enumerate(series):

@@ -28,10 +28,11 @@ _TITLES = {
 }
 
 
-def render_error(request: Request, status_code: int, message: str, headers=None) -> Response:
-    return templates.TemplateResponse(
+def render_error(request: Request, status_code: int, message: str, headers=None, *,
+                 page_templates=templates, template: str = "admin/error.html") -> Response:
+    return page_templates.TemplateResponse(
         request,
-        "admin/error.html",
+        template,
         {"status_code": status_code, "title": _TITLES.get(status_code, "Error"), "message": message},
         status_code=status_code,
         headers=headers,
@@ -52,8 +53,13 @@ def _only_path_errors(exc: RequestValidationError) -> bool:
 
 
 class AdminRoute(APIRoute):
+    # A subclass for other signed-in pages (the operator's) renders refusals with its own layout.
+    error_templates = templates
+    error_template = "admin/error.html"
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        page = {"page_templates": self.error_templates, "template": self.error_template}
 
         async def admin_handler(request: Request) -> Response:
             try:
@@ -61,7 +67,7 @@ class AdminRoute(APIRoute):
             except HTTPException as exc:
                 if exc.status_code < 400 or not wants_html(request):
                     raise
-                response = render_error(request, exc.status_code, str(exc.detail), exc.headers)
+                response = render_error(request, exc.status_code, str(exc.detail), exc.headers, **page)
             except RequestValidationError as exc:
                 if _only_path_errors(exc):
                     # An id outside the column range (or not a number) names no row: 404.
@@ -72,7 +78,7 @@ class AdminRoute(APIRoute):
                 elif not wants_html(request):
                     raise
                 else:
-                    response = render_error(request, 422, _validation_message(exc))
+                    response = render_error(request, 422, _validation_message(exc), **page)
             if getattr(request.state, "flashes_read", False) and not any(
                 h.startswith(f"{FLASH_COOKIE}=") for h in response.headers.getlist("set-cookie")
             ):

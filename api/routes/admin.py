@@ -8,6 +8,7 @@ router is built with `protected_router()`, i.e. a router-level `require_admin` d
 from fastapi import APIRouter, Depends
 
 from api.admin import routes_auth, routes_catalog, routes_monitoring, routes_onboarding, routes_slashing
+from api.admin import routes_operator_wallet
 from api.deps import require_csrf
 
 # require_csrf passes GET/HEAD/OPTIONS untouched, so it can cover whole routers.
@@ -20,3 +21,4 @@ router.include_router(routes_monitoring.router, dependencies=_CSRF)
 router.include_router(routes_onboarding.router, dependencies=_CSRF)
 router.include_router(routes_catalog.router, dependencies=_CSRF)
 router.include_router(routes_slashing.router, dependencies=_CSRF)
+router.include_router(routes_operator_wallet.router, dependencies=_CSRF)

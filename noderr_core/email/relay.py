@@ -49,6 +49,9 @@ class EmailHandler(OutboxHandler):
         payload = msg.payload
         try:
             context = dict(payload.get("context") or {})
+            # Operator e-mails link the operator pages; rows queued before that link existed get it here.
+            context.setdefault("operator_pages_url",
+                               f"{self.settings.public_base_url.rstrip('/')}/operator")
             if payload.get("sealed_context"):
                 secret = self.settings.secret_key.get_secret_value()
                 context.update(json.loads(unseal(payload["sealed_context"], secret)))

@@ -241,7 +241,10 @@ This folder configures one Noderr inference node. It contains:
    `curl http://127.0.0.1:{node_port(node_id)}/readyz` answers once the first model is loaded.
 5. Follow the logs with `docker compose logs -f node`. The node downloads its models from
    {settings.public_base_url.rstrip('/')} and starts working on tasks; your rewards accrue to the
-   wallet you registered.
+   wallet you registered once you have signed in with it on your operator pages.
+6. Your operator pages: {settings.public_base_url.rstrip('/')}/operator — sign in with your payout
+   wallet to prove it, see this node's status, heartbeats, earnings and alerts, rotate its key,
+   request another node, and claim your rewards.
 
 ## Bond stake
 
@@ -257,7 +260,8 @@ slashable until then if the node's results are proven wrong (see the Noderr stak
   the newest email from Noderr.
 - `403 ... suspended`: contact the Noderr admins.
 - `403 ... no bonded stake` (or below the minimum, or unbonding): bond stake as above.
-- Lost the `.env`? Ask the admins for a new download link: it issues a new key and disables this one.
+- Lost the `.env`? Rotate the node's key on your operator pages (or ask the admins): a new
+  download link is e-mailed to you, and the key in this bundle stops working.
 """
 
 

@@ -52,6 +52,11 @@ def portal_url(settings: Settings, token: str) -> str:
     return f"{settings.public_base_url.rstrip('/')}/portal/download/{token}"
 
 
+def operator_pages_url(settings: Settings) -> str:
+    """The operator's own pages (wallet sign-in): every operator e-mail and the bundle link them."""
+    return f"{settings.public_base_url.rstrip('/')}/operator"
+
+
 def _issue_download_token(session: Session, settings: Settings, node: Node, api_key_plaintext: str) -> tuple[str, DownloadToken]:
     token = new_token()
     row = DownloadToken(
@@ -114,7 +119,8 @@ def _provision(session: Session, app: OperatorApplication, settings: Settings, a
         template="approval",
         to=operator.email,
         context={"full_name": app.full_name, "node_id": node.id,
-                 "expires_at": token_row.expires_at.strftime("%Y-%m-%d %H:%M")},
+                 "expires_at": token_row.expires_at.strftime("%Y-%m-%d %H:%M"),
+                 "operator_pages_url": operator_pages_url(settings)},
         secret_context={"portal_url": portal_url(settings, token)},
         secret_key=settings.secret_key.get_secret_value(),
         idempotency_key=f"email:approval:{app.id}",
@@ -191,7 +197,8 @@ def reissue_download_link(session: Session, *, node_id: str, settings: Settings,
         template="download_link",
         to=operator.email,
         context={"full_name": operator.full_name or (application.full_name if application else None),
-                 "node_id": node.id, "expires_at": token_row.expires_at.strftime("%Y-%m-%d %H:%M")},
+                 "node_id": node.id, "expires_at": token_row.expires_at.strftime("%Y-%m-%d %H:%M"),
+                 "operator_pages_url": operator_pages_url(settings)},
         secret_context={"portal_url": portal_url(settings, token)},
         secret_key=settings.secret_key.get_secret_value(),
         idempotency_key=f"email:download_link:{node.id}:{node.api_key_version}",

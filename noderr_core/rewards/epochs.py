@@ -99,6 +99,7 @@ WITH hb AS (
 )
 SELECT n.id AS node_id,
        o.wallet_address AS wallet,
+       o.wallet_proven_at AS wallet_proven_at,
        n.created_at AS created_at,
        COALESCE(hb.heartbeat_count, 0) AS heartbeat_count,
        COALESCE(hb.uptime_slots, 0) AS uptime_slots,
@@ -186,6 +187,11 @@ def compute_epoch(
         tasks_judged += int(r.tasks_valid) + int(r.tasks_invalid) + int(r.tasks_error)
         if not r.wallet or not is_address(r.wallet):
             skipped[r.node_id] = f"operator wallet {r.wallet!r} is not an address"
+            continue
+        if r.wallet_proven_at is None:
+            # Nothing proves the typed-in address is the operator's until they sign in with it
+            # (EIP-4361, noderr_core.operators): nothing accrues to an address nobody may control.
+            skipped[r.node_id] = f"payout wallet {r.wallet} not proven yet (operator has not signed in)"
             continue
         eligible = _eligible_slots(r.created_at, start, until=min(end, utcnow()))
         uptime = min(int(r.uptime_slots), SLOTS_PER_DAY)

@@ -27,6 +27,7 @@ from noderr_core.tables import tasks as _tasks  # noqa: E402,F401
 from noderr_core.tables import rewards as _rewards  # noqa: E402,F401
 from noderr_core.tables import network as _network  # noqa: E402,F401
 from noderr_core.tables import staking as _staking  # noqa: E402,F401
+from noderr_core.tables import operators as _operators  # noqa: E402,F401
 
 __all__ = [
     "AdminSession",

@@ -157,6 +157,9 @@ class Operator(Base):
     full_name: Mapped[str | None] = mapped_column(String(200))
     wallet_address: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the operator first signed in with the payout wallet (EIP-4361): until then nothing
+    # proves the address typed into the application is theirs, and rewards do not accrue to it.
+    wallet_proven_at: Mapped[datetime | None]
 
 
 class Node(Base):

@@ -9,6 +9,7 @@ from eth_account import Account
 
 from noderr_core.tables import Node, NodeStatus, Operator
 from noderr_core.security import NODE_KEY_PREFIX, issue_api_key
+from noderr_core.timeutil import utcnow
 
 
 def make_node(
@@ -25,6 +26,7 @@ def make_node(
             email=email or f"op-{secrets.token_hex(4)}@example.com",
             full_name="Test Operator",
             wallet_address=wallet or Account.create().address,
+            wallet_proven_at=utcnow(),  # signed in with it once: rewards accrue (see operators/)
         )
         session.add(operator)
         session.flush()

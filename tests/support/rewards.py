@@ -19,8 +19,10 @@ def day_start(day: date) -> datetime:
 
 
 def make_operator(session, wallet: str | None = None) -> Operator:
+    # Proven: rewards accrue only to wallets their operator signed in with (EIP-4361).
     op = Operator(email=f"op-{secrets.token_hex(4)}@example.com", full_name="Reward Operator",
-                  wallet_address=wallet or Account.create().address)
+                  wallet_address=wallet or Account.create().address,
+                  wallet_proven_at=datetime.now(UTC))
     session.add(op)
     session.flush()
     return op

@@ -1,7 +1,7 @@
 """stake and slashing: node_stakes (bond cache), stake_sync_cursors, slashing_cases
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 """
 
 from alembic import op
@@ -11,7 +11,7 @@ import noderr_core.tables.base
 import noderr_core.tables.rewards
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

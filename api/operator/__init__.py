@@ -1,0 +1,1 @@
+"""The operator's own pages: page composition and templating (routes in api/routes/operator.py)."""
