@@ -4,23 +4,32 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
+
 from fastapi import FastAPI
 
+from api.admission import AdmissionControl, AdmissionLimits
 from api.input_guard import RefuseNulMiddleware
 from api.observability import ensure_logging_configured, install_observability
 from api.routes import admin, beacon, nodes, portal, rewards, tasks, webhooks
 from noderr_core.bootstrap import ensure_bootstrap_admin
-from noderr_core.db import engine_for_url, make_session_factory
+from noderr_core.db import make_engine, make_session_factory
 from noderr_core.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    limits = AdmissionLimits(settings.api_max_in_flight, settings.api_max_queued,
+                             settings.api_queue_wait_seconds, settings.api_retry_after_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         ensure_logging_configured(settings)
-        engine = engine_for_url(settings.resolved_database_url)
+        # Pool and threadpool sized above the admission limit: no request can wait for a thread
+        # and a connection at once (api/admission.py says why).
+        engine = make_engine(settings.resolved_database_url, pool_size=limits.pool_size(),
+                             max_overflow=0, pool_timeout=settings.db_pool_timeout_seconds)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = limits.threads()
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
@@ -45,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added before install_observability, so it runs inside that middleware: its 422s are counted
     # and logged with a request id like any other answer.
     app.add_middleware(RefuseNulMiddleware)
+    app.add_middleware(AdmissionControl, limits=limits)
     install_observability(app, settings)
     for module in (webhooks, admin, portal, beacon, tasks, nodes, rewards):
         app.include_router(module.router)

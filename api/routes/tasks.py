@@ -8,27 +8,27 @@ what clients and the schema fuzzer in tests/test_api_fuzz.py check the answers a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, WithJsonSchema
 
 from api.deps import (
+    CLIENT_AUTH_RESPONSES,
     NODE_AUTH_RESPONSES,
     UNREADABLE_BODY_RESPONSES,
+    ClientRoute,
+    CurrentClient,
     CurrentNode,
     ErrorDetail,
+    NodeRoute,
+    OrjsonRequest,
     SessionDep,
 )
-from noderr_core.tables.tasks import Client
 from noderr_core.tasks import (
     TaskBatchTooLarge,
     TaskSubmissionError,
-    authenticate_client,
     extend_leases,
     get_tasks,
     lease_tasks,
@@ -51,45 +51,12 @@ from noderr_protocol.work import (
     ResultBatchAck,
 )
 
-_bearer = HTTPBearer(auto_error=False)
-
-
-def require_client(
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Client:
-    """The client behind `Authorization: Bearer ck_…`; unknown, revoked or disabled keys get 401."""
-    if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="missing client API key: send 'Authorization: Bearer ck_…'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    client = authenticate_client(session, credentials.credentials)
-    if client is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="unknown, revoked or malformed client API key (expected ck_<id>_<secret>)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return client
-
-
-CurrentClient = Annotated[Client, Depends(require_client)]
-
-# What `CurrentClient` answers when it refuses a request (the client-side counterpart of
-# api.deps.NODE_AUTH_RESPONSES). There is no 403: a disabled client's keys are simply not valid.
-CLIENT_AUTH_RESPONSES: dict[int | str, dict] = {
-    401: {"model": ErrorDetail,
-          "description": "missing, malformed, unknown or revoked client API key, or a disabled client"},
-}
-
-
 # ---- node protocol ------------------------------------------------------------------------------
 
 node_router = APIRouter(
     prefix="/v1/tasks", tags=["node protocol"],
     responses={**NODE_AUTH_RESPONSES, **UNREADABLE_BODY_RESPONSES},
+    route_class=NodeRoute,  # the node is authenticated before its body is read
 )
 
 
@@ -162,7 +129,7 @@ async def _read_limited_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-class _SizeLimitedRequest(Request):
+class _SizeLimitedRequest(OrjsonRequest):
     """A request whose body is read with the submission limit (a 413 as soon as it is exceeded)."""
 
     async def body(self) -> bytes:
@@ -171,26 +138,21 @@ class _SizeLimitedRequest(Request):
         return self._body
 
 
-class _SizeLimitedBodyRoute(APIRoute):
-    """Reads the body through `_SizeLimitedRequest` (FastAPI's "custom Request and APIRoute class").
+class _SizeLimitedBodyRoute(ClientRoute):
+    """Authenticates the client, then reads the body through `_SizeLimitedRequest`.
 
-    Why not the hand-parsed body this route used to have: the request schema was then pasted into
+    Why not a hand-parsed body: the request schema would then have to be pasted into
     `openapi_extra`, and its `#/$defs/…` references pointed nowhere inside /openapi.json (FastAPI
     only publishes component schemas for models that routes declare). Declaring `body:
     SubmitTasksRequest` lets FastAPI publish the schema and its components itself, parse the JSON
-    and answer the standard 422; this route class keeps what the hand parsing was for: the body is
-    read with the 16 MiB limit *before* anything parses it, so an oversized batch is a 413 with a
-    clear message. (FastAPI's own `max_body_size=` would also limit it, but it answers a plain-text
-    "Content Too Large" when Content-Length announces too much — not the documented JSON body.)
+    and answer the standard 422; this route class keeps what hand parsing would be for: the caller
+    is authenticated from its headers first, then the body is read with the 16 MiB limit *before*
+    anything parses it, so an oversized batch is a 413 with a clear message. (FastAPI's own
+    `max_body_size=` would also limit it, but it answers a plain-text "Content Too Large" when
+    Content-Length announces too much — not the documented JSON body.)
     """
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def size_limited_handler(request: Request) -> Response:
-            return await handler(_SizeLimitedRequest(request.scope, request.receive))
-
-        return size_limited_handler
+    request_class = _SizeLimitedRequest
 
 
 client_router = APIRouter(
