@@ -116,7 +116,7 @@ def _slot_index(session: Session, column):
     if session.get_bind().dialect.name == "postgresql":
         return cast(func.floor(func.extract("epoch", column) / SLOT_SECONDS), Integer)
     # SQLite stores UTCDateTime as 'YYYY-MM-DD HH:MM:SS[.ffffff]' (UTC); integer division floors.
-    return cast(func.strftime("%s", column), Integer) / SLOT_SECONDS
+    return cast(func.strftime("%s", column), Integer) // SLOT_SECONDS
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ EXPECTED = {
         "promote_model_job", "rollback_model_job", "publish_onnx_file_job",
         "publish_reference_model_job",
         # network
-        "node_health_job",
+        "node_health_job", "heartbeat_rollup_job",
         # rewards
         "reward_epoch_job", "chain_relay_job", "close_epoch_job",
     },
@@ -27,7 +27,7 @@ EXPECTED = {
         "application_screening_sensor", "application_decision_sensor", "email_relay_sensor",
         "node_health_sensor", "chain_outbox_sensor",
     },
-    "schedules": {"reward_epoch_job_schedule"},
+    "schedules": {"reward_epoch_job_schedule", "heartbeat_rollup_job_schedule"},
     "asset_groups": {"models", "rewards"},
     "resources": {"database", "node_health", "chain"},
 }
