@@ -25,7 +25,8 @@ from noderr_core.tables import Node, NodeStatus
 from noderr_core.tasks.clients import authenticate_client
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
+    # async: a plain read; a sync dependency would cost a threadpool round trip per request.
     return request.app.state.settings
 
 

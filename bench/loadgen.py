@@ -32,7 +32,7 @@ class OpenLoopResult:
 def _request_bytes(host: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
     head = [f"POST {path} HTTP/1.1", f"Host: {host}", "Content-Type: application/json",
             f"Content-Length: {len(body)}", "Connection: keep-alive"]
-    head += [f"{k}: {v}" for k, v in headers.items()]
+    head += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("content-type", "content-length")]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 

@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -31,6 +31,7 @@ from noderr_core.audit import Actor, audit
 from noderr_core.email import enqueue_email
 from noderr_core.tables import (
     AdminUser,
+    AuditLogEntry,
     Heartbeat,
     Node,
     NodeStatus,
@@ -376,26 +377,48 @@ def _mark_offline_many(session: Session, node_ids: list[str], offline_after_seco
     report.marked_offline.extend(n for n in node_ids if n in changed)
     if not changed:
         return []
-    for node_id, last in changed.items():
-        audit(session, actor, "node.offline", "node", node_id, reason=reason,
-              last_heartbeat_at=last.isoformat() if last else None)
+    audit_rows = [
+        _audit_row(actor, now, "node.offline", "node", node_id,
+                   {"reason": reason, "last_heartbeat_at": last.isoformat() if last else None})
+        for node_id, last in changed.items()
+    ]
     already = set(session.scalars(
         select(Alert.node_id).where(Alert.node_id.in_(list(changed)), Alert.kind == AlertKind.NODE_OFFLINE,
                                     Alert.closed_at.is_(None))))
-    alerts = [
-        Alert(kind=AlertKind.NODE_OFFLINE, node_id=node_id, opened_at=now, details={
-            "last_heartbeat_at": last.isoformat() if last else None,
-            "offline_after_seconds": offline_after_seconds,
-            "reason": reason + (f" (last at {last.isoformat(timespec='seconds')})" if last else " (never reported)"),
-        })
+    new_alerts = [
+        {"kind": AlertKind.NODE_OFFLINE.value, "node_id": node_id, "opened_at": now, "closed_at": None,
+         "details": {
+             "last_heartbeat_at": last.isoformat() if last else None,
+             "offline_after_seconds": offline_after_seconds,
+             "reason": reason + (f" (last at {last.isoformat(timespec='seconds')})" if last else " (never reported)"),
+         }}
         for node_id, last in changed.items() if node_id not in already
     ]
-    session.add_all(alerts)
-    session.flush()
-    for alert in alerts:
-        audit(session, actor, "alert.opened", "alert", alert.id, kind=alert.kind, node_id=alert.node_id)
-        report.alerts_opened.append(alert.id)
+    alerts: list[Alert] = []
+    if new_alerts:
+        # One multi-row INSERT … RETURNING (batched by SQLAlchemy), no ORM unit of work per row.
+        ids = session.execute(insert(Alert.__table__).returning(Alert.__table__.c.id, sort_by_parameter_order=True),
+                              new_alerts).scalars().all()
+        for alert_id, row in zip(ids, new_alerts, strict=True):
+            alerts.append(_detached_alert(alert_id, row))
+            audit_rows.append(_audit_row(actor, now, "alert.opened", "alert", alert_id,
+                                         {"kind": row["kind"], "node_id": row["node_id"]}))
+            report.alerts_opened.append(alert_id)
+    session.execute(insert(AuditLogEntry.__table__), audit_rows)
     return alerts
+
+
+def _audit_row(actor: Actor, now: datetime, action: str, subject_type: str, subject_id, details: dict) -> dict:
+    """An audit_log row as `audit()` writes it, for bulk inserts."""
+    return {"at": now, "actor_type": actor.type, "actor_id": actor.id, "actor_label": actor.label,
+            "action": action, "subject_type": subject_type, "subject_id": str(subject_id), "details": details}
+
+
+def _detached_alert(alert_id: int, row: dict) -> Alert:
+    """An Alert carrying an inserted row's values, for the e-mail composition (not in the session)."""
+    alert = Alert(**row)
+    alert.id = alert_id
+    return alert
 
 
 def _close_alerts_many(session: Session, alert_ids: list[int], actor: Actor, now: datetime,
