@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import anyio.to_thread
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
@@ -12,6 +11,7 @@ from api.deps import (
     CurrentNode,
     NodeRoute,
     SessionDep,
+    run_in_transaction,
     SettingsDep,
 )
 from noderr_core.tables import Node
@@ -22,21 +22,13 @@ router = APIRouter(prefix="/v1/nodes", tags=["node protocol"],
                    responses=NODE_AUTH_RESPONSES, route_class=NodeRoute)
 
 
-def _record_heartbeat(session_factory, node_id: str, body: HeartbeatIn) -> HeartbeatReceipt:
-    with session_factory() as session:
-        receipt = record_heartbeat(session, node_id, body)
-        session.commit()
-        return receipt
-
-
 @router.post("/heartbeat", response_model=HeartbeatAck, responses=UNREADABLE_BODY_RESPONSES)
 async def post_heartbeat(
     body: HeartbeatIn, node: CurrentNode, request: Request, settings: SettingsDep
 ) -> HeartbeatAck:
     # The hottest route (every node, every 30 s): async, with the one short transaction in a
     # single threadpool call, instead of a threadpool round trip per sync dependency.
-    receipt = await anyio.to_thread.run_sync(
-        _record_heartbeat, request.app.state.session_factory, node.id, body)
+    receipt: HeartbeatReceipt = await run_in_transaction(request, record_heartbeat, node.id, body)
     return HeartbeatAck(
         server_time=receipt.received_at,
         node_status=receipt.node_status,

@@ -25,6 +25,7 @@ from api.deps import (
     NodeRoute,
     OrjsonRequest,
     SessionDep,
+    run_in_transaction,
 )
 from noderr_core.tasks import (
     TaskBatchTooLarge,
@@ -60,15 +61,22 @@ node_router = APIRouter(
 )
 
 
+# The node routes are async and run their one transaction in a single threadpool call
+# (`run_in_transaction`): they are the hot path, and each sync dependency would cost a round trip.
+
+
 @node_router.post("/lease", response_model=LeaseResponse)
-def post_lease(body: LeaseRequest, node: CurrentNode, session: SessionDep) -> LeaseResponse:
-    outcome = lease_tasks(
-        session,
-        node_id=node.id,
-        operator_id=node.operator_id,
-        model_names=[m.name for m in body.models],
-        max_tasks=body.max_tasks,
-        lease_seconds=body.lease_seconds,
+async def post_lease(body: LeaseRequest, node: CurrentNode, request: Request) -> LeaseResponse:
+    outcome = await run_in_transaction(
+        request,
+        lambda session: lease_tasks(
+            session,
+            node_id=node.id,
+            operator_id=node.operator_id,
+            model_names=[m.name for m in body.models],
+            max_tasks=body.max_tasks,
+            lease_seconds=body.lease_seconds,
+        ),
     )
     return LeaseResponse(
         tasks=[
@@ -85,9 +93,11 @@ def post_lease(body: LeaseRequest, node: CurrentNode, session: SessionDep) -> Le
 
 
 @node_router.post("/lease/extend", response_model=LeaseExtendResponse)
-def post_lease_extend(body: LeaseExtendRequest, node: CurrentNode, session: SessionDep) -> LeaseExtendResponse:
-    outcome = extend_leases(
-        session, node_id=node.id, task_ids=body.task_ids, lease_seconds=body.lease_seconds
+async def post_lease_extend(body: LeaseExtendRequest, node: CurrentNode, request: Request) -> LeaseExtendResponse:
+    outcome = await run_in_transaction(
+        request,
+        lambda session: extend_leases(
+            session, node_id=node.id, task_ids=body.task_ids, lease_seconds=body.lease_seconds),
     )
     return LeaseExtendResponse(
         extended=outcome.extended, refused=outcome.refused, lease_expires_at=outcome.lease_expires_at
@@ -95,14 +105,16 @@ def post_lease_extend(body: LeaseExtendRequest, node: CurrentNode, session: Sess
 
 
 @node_router.post("/results", response_model=ResultBatchAck)
-def post_results(body: ResultBatch, node: CurrentNode, session: SessionDep) -> ResultBatchAck:
-    acks = submit_results(session, node_id=node.id, results=body.results)
+async def post_results(body: ResultBatch, node: CurrentNode, request: Request) -> ResultBatchAck:
+    acks = await run_in_transaction(
+        request, lambda session: submit_results(session, node_id=node.id, results=body.results))
     return ResultBatchAck(acks=[ResultAck(task_id=a.task_id, status=a.status, reason=a.reason) for a in acks])
 
 
 @node_router.post("/release", response_model=ReleaseResponse)
-def post_release(body: ReleaseRequest, node: CurrentNode, session: SessionDep) -> ReleaseResponse:
-    outcome = release_tasks(session, node_id=node.id, task_ids=body.task_ids)
+async def post_release(body: ReleaseRequest, node: CurrentNode, request: Request) -> ReleaseResponse:
+    outcome = await run_in_transaction(
+        request, lambda session: release_tasks(session, node_id=node.id, task_ids=body.task_ids))
     return ReleaseResponse(released=outcome.released, refused=outcome.refused)
 
 
