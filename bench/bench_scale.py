@@ -221,7 +221,7 @@ def run(ctx: BenchContext) -> list[BenchRow]:
     from bench.bench_tasks import _bootstrap_admin
 
     duration = 3.0 if ctx.quick else 8.0
-    rates = [100, 200, 333, 500, 750, 1000, 1500]
+    rates = [25, 50, 100, 200, 333, 500, 750, 1000, 1500]
     root = Path(tempfile.mkdtemp(prefix="noderr-bench-scale-pg-"))
     os.chmod(root, 0o755)
     cluster = PostgresCluster(root)

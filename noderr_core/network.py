@@ -358,7 +358,7 @@ def apply_node_health(
 
 
 def _mark_offline_many(session: Session, node_ids: list[str], offline_after_seconds: int,
-                       actor: Actor, now: datetime, report: HealthReport) -> list[Alert]:
+                       actor: Actor, now: datetime, report: HealthReport) -> list[_AlertFacts]:
     """Take the still-stale nodes offline; returns the alerts opened (a flapping node keeps its
     open alert and is not announced again)."""
     cutoff = offline_cutoff(now, offline_after_seconds)
@@ -394,7 +394,7 @@ def _mark_offline_many(session: Session, node_ids: list[str], offline_after_seco
          }}
         for node_id, last in changed.items() if node_id not in already
     ]
-    alerts: list[Alert] = []
+    alerts: list[_AlertFacts] = []
     if new_alerts:
         # One multi-row INSERT … RETURNING (batched by SQLAlchemy), no ORM unit of work per row.
         ids = session.execute(insert(Alert.__table__).returning(Alert.__table__.c.id, sort_by_parameter_order=True),
@@ -414,11 +414,19 @@ def _audit_row(actor: Actor, now: datetime, action: str, subject_type: str, subj
             "action": action, "subject_type": subject_type, "subject_id": str(subject_id), "details": details}
 
 
-def _detached_alert(alert_id: int, row: dict) -> Alert:
-    """An Alert carrying an inserted row's values, for the e-mail composition (not in the session)."""
-    alert = Alert(**row)
-    alert.id = alert_id
-    return alert
+@dataclass(frozen=True)
+class _AlertFacts:
+    """What the e-mails say about an alert (a plain record: no ORM object per alert at scale)."""
+
+    id: int
+    node_id: str
+    opened_at: datetime
+    closed_at: datetime | None
+    details: dict
+
+
+def _detached_alert(alert_id: int, row: dict) -> _AlertFacts:
+    return _AlertFacts(alert_id, row["node_id"], row["opened_at"], row["closed_at"], row["details"])
 
 
 def _close_alerts_many(session: Session, alert_ids: list[int], actor: Actor, now: datetime,
@@ -462,7 +470,8 @@ def _queue_digests(session: Session, alerts: list[Alert], settings: Settings, ad
     if not alerts:
         return
     template_single = OFFLINE_EMAIL_TEMPLATE if event == "offline" else RECOVERED_EMAIL_TEMPLATE
-    nodes = {n.id: n for n in session.scalars(select(Node).where(Node.id.in_([a.node_id for a in alerts])))}
+    nodes = {n.id: n for n in session.execute(
+        select(Node.id, Node.operator_id, Node.region, Node.tier).where(Node.id.in_([a.node_id for a in alerts])))}
     operators = {o.id: o for o in session.scalars(
         select(Operator).where(Operator.id.in_({n.operator_id for n in nodes.values()})))}
     by_recipient: dict[str, tuple[str, Operator | None, list[Alert]]] = {}
