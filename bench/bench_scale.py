@@ -262,7 +262,7 @@ def run(ctx: BenchContext) -> list[BenchRow]:
                 f"{best['p99'] if best else float('nan'):.1f} ms; generator CPU share ≤ {gen_cpu:.2f} of a core"))
             answered = over["ok"] + over["shed"]
             rows.append(BenchRow(
-                "scale", f"at 3x ({over['rate']:.0f}/s), {workers} worker(s): answered 200 per s", over["ok"] / duration,
+                "scale", f"overload {over['rate']:.0f}/s (>=3x sustainable), {workers} worker(s): 200/s", over["ok"] / duration,
                 "req/s", "offered req/s", over["rate"], True,
                 f"{answered}/{over['sent']} answered (200: {over['ok']}, 503 shed: {over['shed']}, other: "
                 f"{over['other']}, no answer: {over['failures']}), p99 {over['p99']:.0f} ms; right after: "
