@@ -5,6 +5,8 @@ The single home of the principals (`CurrentNode`, `CurrentClient`, and the admin
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -214,15 +216,29 @@ async def authenticate(request: Request, kind: str) -> NodePrincipal | ClientPri
     return principal
 
 
+# A run of 19+ digits may be an integer outside 64 bits, which orjson reads differently from the
+# standard library (a float); such bodies are parsed with `json`, so every body means what it did.
+_LONG_DIGITS = re.compile(rb"\d{19,}")
+
+
 class OrjsonRequest(Request):
     """A request whose JSON body is parsed with orjson (several times faster than `json` on the
-    large lease/result batches). Bytes that are not UTF-8 still raise UnicodeDecodeError, so
-    FastAPI answers them 400 as before; malformed JSON raises orjson's JSONDecodeError (a
-    json.JSONDecodeError), answered 422 `json_invalid` as before."""
+    large lease/result batches), with exactly the standard library's meaning: bytes that are not
+    UTF-8 still raise UnicodeDecodeError (FastAPI answers 400); anything orjson refuses (e.g. a
+    lone surrogate escape) or could read differently (huge integers) goes through `json`, whose
+    JSONDecodeError FastAPI answers 422 `json_invalid`."""
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):  # Starlette's own cache attribute, as in Request.json()
-            self._json = orjson.loads((await self.body()).decode("utf-8"))
+            raw = await self.body()
+            text = raw.decode("utf-8")
+            if _LONG_DIGITS.search(raw):
+                self._json = json.loads(text)
+            else:
+                try:
+                    self._json = orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    self._json = json.loads(text)
         return self._json
 
 
