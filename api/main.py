@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
+
 from fastapi import FastAPI
 
+from api.admission import AdmissionControl, AdmissionLimits
 from api.input_guard import RefuseNulMiddleware
 from api.request_guard import RequestGuardMiddleware
 from api.security_headers import SecurityHeadersMiddleware
@@ -19,11 +22,17 @@ from noderr_core.settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    limits = AdmissionLimits(settings.api_max_in_flight, settings.api_max_queued,
+                             settings.api_queue_wait_seconds, settings.api_retry_after_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         ensure_logging_configured(settings)
-        engine = engine_for_settings(settings)
+        # Pool and threadpool sized above the admission limit: no request can wait for a thread
+        # and a connection at once (api/admission.py says why).
+        engine = engine_for_settings(settings, pool_size=limits.pool_size(), max_overflow=0,
+                                     pool_timeout=settings.db_pool_timeout_seconds)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = limits.threads()
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
@@ -50,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RefuseNulMiddleware)
     # Body limits and key-format checks, before anything reads a body (api/request_guard.py).
     app.add_middleware(RequestGuardMiddleware)
+    app.add_middleware(AdmissionControl, limits=limits)
     install_observability(app, settings)
     # Outermost: every answer, the observability middleware's own 500 included, gets the headers.
     app.add_middleware(SecurityHeadersMiddleware, https_only=not settings.is_local)

@@ -24,6 +24,7 @@ import psycopg2
 from psycopg2.extras import Json
 
 from bench.common import BenchContext, BenchRow, percentile
+from bench.loadgen import run_open_loop
 from noderr_core.migrations import upgrade_database
 from noderr_core.onboarding.typeform import COLUMN_FIELDS, _column_value, load_field_map, parse_form_response
 from noderr_core.timeutil import utcnow
@@ -33,6 +34,8 @@ from noderr_local.postgres import PostgresCluster
 from noderr_local.process import stop_process
 
 CONCURRENCY = 50
+OPEN_LOOP_RATES = (20, 50, 100)
+OPEN_LOOP_SECONDS = 5.0
 
 
 async def _drive_http(url: str, bodies: list[bytes]) -> tuple[float, list[float], int]:
@@ -134,6 +137,14 @@ def run(ctx: BenchContext) -> list[BenchRow]:
         elapsed, latencies, errors = asyncio.run(_drive_http(server.url, bodies))
         if errors:
             raise RuntimeError(f"{errors} webhook deliveries did not answer 200; see {server.log_path}")
+        # Open loop (bench/loadgen.py, its own process): latency from each delivery's due time,
+        # so it measures the service, not the queue a closed loop builds at c=50.
+        open_loop = {}
+        for rate in OPEN_LOOP_RATES:
+            fresh = [encode(application_payload()) for _ in range(int(rate * OPEN_LOOP_SECONDS))]
+            res = run_open_loop(server.url, "/webhooks/typeform", [(b, signed_headers(b)) for b in fresh],
+                                rate=rate, duration=OPEN_LOOP_SECONDS)
+            open_loop[rate] = res
         stop_process(server.proc)
         server = None
 
@@ -146,7 +157,18 @@ def run(ctx: BenchContext) -> list[BenchRow]:
         shutil.rmtree(root, ignore_errors=True)
 
     note = f"{n} signed deliveries, 1 uvicorn worker, PostgreSQL fsync=off; baseline = raw psycopg2 INSERTs of the same rows"
-    return [
+    open_rows = []
+    for rate, res in open_loop.items():
+        ok = res.statuses.get(200, 0)
+        open_rows += [
+            BenchRow("onboarding", f"webhook open loop {rate}/s: p50 latency", percentile(res.latencies_ms, 50), "ms",
+                     f"raw psycopg2 INSERT p50 (c={CONCURRENCY})", percentile(raw_latencies, 50) * 1000, False,
+                     f"{ok}/{res.sent} answered 200 in {OPEN_LOOP_SECONDS:.0f}s; generator CPU share "
+                     f"{res.generator_cpu_share:.2f} of a core"),
+            BenchRow("onboarding", f"webhook open loop {rate}/s: p99 latency", percentile(res.latencies_ms, 99), "ms",
+                     f"raw psycopg2 INSERT p99 (c={CONCURRENCY})", percentile(raw_latencies, 99) * 1000, False, ""),
+        ]
+    return open_rows + [
         BenchRow("onboarding", f"webhook ingest req/s (uvicorn+PG, c={CONCURRENCY})", n / elapsed, "req/s",
                  f"raw psycopg2 INSERT rows/s (c={CONCURRENCY})", n / raw_elapsed, True, note),
         BenchRow("onboarding", f"webhook ingest p99 latency (c={CONCURRENCY})", percentile(latencies, 99) * 1000,

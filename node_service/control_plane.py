@@ -34,11 +34,33 @@ T = TypeVar("T", bound=BaseModel)
 
 
 class ControlPlaneError(RuntimeError):
-    def __init__(self, call: str, kind: str, message: str, status: int | None = None):
+    """`retry_after` is the server's `Retry-After` (seconds) when it shed the request (429/503)."""
+
+    def __init__(self, call: str, kind: str, message: str, status: int | None = None,
+                 retry_after: float | None = None):
         super().__init__(message)
         self.call = call
         self.kind = kind
         self.status = status
+        self.retry_after = retry_after
+
+
+# A server asking for more than this is treated as asking for this (a misconfigured proxy must not
+# park the fleet for hours).
+MAX_RETRY_AFTER_SECONDS = 300.0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` in seconds (the delta-seconds form; an HTTP date is ignored), capped."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        return None
+    return min(seconds, MAX_RETRY_AFTER_SECONDS)
 
 
 class Backoff:
@@ -50,10 +72,15 @@ class Backoff:
         self.failures = 0
         self._rng = rng or random.Random()
 
-    def next_delay(self) -> float:
+    def next_delay(self, retry_after: float | None = None) -> float:
+        """The next wait; never shorter than the server's `Retry-After`, which is spread by up to
+        +50 % so that a fleet the server shed at the same moment does not come back at once."""
         self.failures += 1
         ceiling = min(self.maximum, self.initial * 2 ** (self.failures - 1))
-        return self._rng.uniform(ceiling / 2, ceiling)
+        delay = self._rng.uniform(ceiling / 2, ceiling)
+        if retry_after is not None:
+            delay = max(delay, self._rng.uniform(retry_after, retry_after * 1.5))
+        return delay
 
     def reset(self) -> None:
         self.failures = 0
@@ -109,7 +136,8 @@ class ControlPlaneClient:
                                     f"{call}: {path} not found (HTTP 404: {_detail(resp)})", 404)
         if resp.status_code == 429 or resp.status_code >= 500:
             raise ControlPlaneError(call, "server", f"{call}: control plane error HTTP "
-                                    f"{resp.status_code}: {_detail(resp)}", resp.status_code)
+                                    f"{resp.status_code}: {_detail(resp)}", resp.status_code,
+                                    retry_after=parse_retry_after(resp.headers.get("retry-after")))
         if resp.status_code >= 400:
             raise ControlPlaneError(call, "protocol", f"{call}: request refused HTTP "
                                     f"{resp.status_code}: {_detail(resp)}", resp.status_code)

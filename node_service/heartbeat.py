@@ -73,7 +73,7 @@ class HeartbeatReporter:
             except ControlPlaneError as exc:
                 self.last_error = str(exc)
                 self.metrics.control_plane_error(exc.call, exc.kind)
-                delay = backoff.next_delay()
+                delay = backoff.next_delay(exc.retry_after)
                 log.warning("heartbeat: %s; retrying in %.1fs", exc, delay)
             except Exception:
                 log.exception("heartbeat failed unexpectedly")

@@ -184,7 +184,7 @@ class ModelSync:
             except ControlPlaneError as exc:
                 self.metrics.control_plane_error(exc.call, exc.kind)
                 self._fail(exc.kind, str(exc))
-                delay = backoff.next_delay()
+                delay = backoff.next_delay(exc.retry_after)
                 if exc.kind == "auth":
                     # A wrong key will not fix itself quickly: wait long, but keep serving.
                     delay = max(delay, min(self.settings.node_backoff_max_seconds, 30.0))

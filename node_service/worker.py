@@ -72,7 +72,7 @@ class TaskWorker:
                         delay = jittered(max(0.05, lease.retry_after_seconds), 0.2)
                 except ControlPlaneError as exc:
                     self._report(exc)
-                    delay = backoff.next_delay()
+                    delay = backoff.next_delay(exc.retry_after)
                     log.warning("task lease: %s; retrying in %.1fs", exc, delay)
                 except Exception:  # the worker must never die and leave the node half-running
                     log.exception("task worker failed unexpectedly")
@@ -169,7 +169,7 @@ class TaskWorker:
                     log.error("could not submit %d result(s): %s", len(results), exc)
                     self.metrics.task_outcome("unsubmitted", len(results))
                     return [r.task_id for r in results]
-                delay = backoff.next_delay()
+                delay = backoff.next_delay(exc.retry_after)
                 log.warning("submitting results failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
         by_id = {r.task_id: r for r in results}

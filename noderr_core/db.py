@@ -114,11 +114,13 @@ def engine_for_url(url: str) -> Engine:
     return make_engine(url)
 
 
-def engine_for_settings(settings) -> Engine:
-    """The platform database of `settings`; the default SQLite file's state directory is created."""
+def engine_for_settings(settings, **kwargs) -> Engine:
+    """The platform database of `settings`; the default SQLite file's state directory is created.
+
+    Keyword arguments go to `make_engine` (pool sizes of the API's workers)."""
     if not settings.database_url:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-    return engine_for_url(settings.resolved_database_url)
+    return make_engine(settings.resolved_database_url, **kwargs)
 
 
 def get_engine() -> Engine:

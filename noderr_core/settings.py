@@ -117,6 +117,22 @@ class Settings(BaseSettings):
     download_token_ttl_hours: int = 72
     session_ttl_hours: int = 12
     heartbeat_offline_after_seconds: int = 120
+    # Scale and overload (issue 15; docs/DEPLOYMENT.md sizes them). Per API worker process: at most
+    # `api_max_in_flight` requests run, `api_max_queued` more wait up to `api_queue_wait_seconds`,
+    # the rest get 503 + Retry-After; the DB pool and threadpool are sized from these.
+    api_max_in_flight: int = Field(default=16, ge=1, le=512)
+    api_max_queued: int = Field(default=256, ge=0)
+    api_queue_wait_seconds: float = Field(default=2.0, ge=0)
+    api_retry_after_seconds: int = Field(default=2, ge=1, le=300)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    # How long a worker trusts an authenticated node/client key (suspension, rotation, revocation
+    # take effect within this time).
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+    # Raw heartbeats are kept this long; older ones live on only in the 5-minute rollups.
+    heartbeat_raw_retention_hours: int = Field(default=48, ge=1)
+    # No heartbeat processed from any node for this long = the control plane itself was down (or
+    # cut off): node-offline alerts are held back instead of blaming every node.
+    control_plane_outage_after_seconds: int = Field(default=90, ge=1)
     log_json: bool | None = None  # default: JSON outside local
 
     @model_validator(mode="after")

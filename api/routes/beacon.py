@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from api.deps import NODE_AUTH_RESPONSES, CurrentNode, SessionDep, SettingsDep
+from api.deps import NODE_AUTH_RESPONSES, CurrentNode, NodeRoute, SessionDep, SettingsDep
 from noderr_core.keys import model_signing_key
 from noderr_core.modelstore import build_signed_beacon
 from noderr_core.storage.s3 import make_presign_client
 from noderr_protocol.models import SignedBeacon
 
 router = APIRouter(prefix="/v1/models", tags=["node protocol"],
-                   responses=NODE_AUTH_RESPONSES)
+                   responses=NODE_AUTH_RESPONSES, route_class=NodeRoute)
 
 
 def load_beacon_signer(state, settings) -> None:

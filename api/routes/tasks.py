@@ -8,29 +8,30 @@ what clients and the schema fuzzer in tests/test_api_fuzz.py check the answers a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, WithJsonSchema
 
 from api.deps import (
+    CLIENT_AUTH_RESPONSES,
     NODE_AUTH_RESPONSES,
     UNREADABLE_BODY_RESPONSES,
+    ClientRoute,
+    CurrentClient,
     CurrentNode,
     ErrorDetail,
+    NodeRoute,
+    OrjsonRequest,
     SessionDep,
     SettingsDep,
+    run_in_transaction,
 )
 from noderr_core.staking import stake_allows_leasing, stake_refusal_detail
-from noderr_core.tables.tasks import Client
 from noderr_core.tasks import (
     TaskBatchTooLarge,
     TaskSubmissionError,
-    authenticate_client,
     extend_leases,
     get_tasks,
     lease_tasks,
@@ -53,60 +54,38 @@ from noderr_protocol.work import (
     ResultBatchAck,
 )
 
-_bearer = HTTPBearer(auto_error=False)
-
-
-def require_client(
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Client:
-    """The client behind `Authorization: Bearer ck_…`; unknown, revoked or disabled keys get 401."""
-    if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="missing client API key: send 'Authorization: Bearer ck_…'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    client = authenticate_client(session, credentials.credentials)
-    if client is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="unknown, revoked or malformed client API key (expected ck_<id>_<secret>)",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return client
-
-
-CurrentClient = Annotated[Client, Depends(require_client)]
-
-# What `CurrentClient` answers when it refuses a request (the client-side counterpart of
-# api.deps.NODE_AUTH_RESPONSES). There is no 403: a disabled client's keys are simply not valid.
-CLIENT_AUTH_RESPONSES: dict[int | str, dict] = {
-    401: {"model": ErrorDetail,
-          "description": "missing, malformed, unknown or revoked client API key, or a disabled client"},
-}
-
-
 # ---- node protocol ------------------------------------------------------------------------------
 
 node_router = APIRouter(
     prefix="/v1/tasks", tags=["node protocol"],
     responses={**NODE_AUTH_RESPONSES, **UNREADABLE_BODY_RESPONSES},
+    route_class=NodeRoute,  # the node is authenticated before its body is read
 )
 
 
+# The node routes are async and run their one transaction in a single threadpool call
+# (`run_in_transaction`): they are the hot path, and each sync dependency would cost a round trip.
+
+
 @node_router.post("/lease", response_model=LeaseResponse)
-def post_lease(body: LeaseRequest, node: CurrentNode, session: SessionDep, settings: SettingsDep) -> LeaseResponse:
-    # The bonding gate (docs/staking.md): one primary-key read of node_stakes, never an RPC.
-    if settings.stake_gate_enabled and not stake_allows_leasing(session, node.id):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=stake_refusal_detail(session, node.id))
-    outcome = lease_tasks(
-        session,
-        node_id=node.id,
-        operator_id=node.operator_id,
-        model_names=[m.name for m in body.models],
-        max_tasks=body.max_tasks,
-        lease_seconds=body.lease_seconds,
+async def post_lease(body: LeaseRequest, node: CurrentNode, request: Request,
+                     settings: SettingsDep) -> LeaseResponse:
+    def lease(session):
+        # The bonding gate (docs/staking.md): one primary-key read of node_stakes, never an RPC.
+        if settings.stake_gate_enabled and not stake_allows_leasing(session, node.id):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=stake_refusal_detail(session, node.id))
+        return lease_tasks(
+            session,
+            node_id=node.id,
+            operator_id=node.operator_id,
+            model_names=[m.name for m in body.models],
+            max_tasks=body.max_tasks,
+            lease_seconds=body.lease_seconds,
+        )
+
+    outcome = await run_in_transaction(
+        request,
+        lease,
     )
     return LeaseResponse(
         tasks=[
@@ -123,9 +102,11 @@ def post_lease(body: LeaseRequest, node: CurrentNode, session: SessionDep, setti
 
 
 @node_router.post("/lease/extend", response_model=LeaseExtendResponse)
-def post_lease_extend(body: LeaseExtendRequest, node: CurrentNode, session: SessionDep) -> LeaseExtendResponse:
-    outcome = extend_leases(
-        session, node_id=node.id, task_ids=body.task_ids, lease_seconds=body.lease_seconds
+async def post_lease_extend(body: LeaseExtendRequest, node: CurrentNode, request: Request) -> LeaseExtendResponse:
+    outcome = await run_in_transaction(
+        request,
+        lambda session: extend_leases(
+            session, node_id=node.id, task_ids=body.task_ids, lease_seconds=body.lease_seconds),
     )
     return LeaseExtendResponse(
         extended=outcome.extended, refused=outcome.refused, lease_expires_at=outcome.lease_expires_at
@@ -133,14 +114,16 @@ def post_lease_extend(body: LeaseExtendRequest, node: CurrentNode, session: Sess
 
 
 @node_router.post("/results", response_model=ResultBatchAck)
-def post_results(body: ResultBatch, node: CurrentNode, session: SessionDep) -> ResultBatchAck:
-    acks = submit_results(session, node_id=node.id, results=body.results)
+async def post_results(body: ResultBatch, node: CurrentNode, request: Request) -> ResultBatchAck:
+    acks = await run_in_transaction(
+        request, lambda session: submit_results(session, node_id=node.id, results=body.results))
     return ResultBatchAck(acks=[ResultAck(task_id=a.task_id, status=a.status, reason=a.reason) for a in acks])
 
 
 @node_router.post("/release", response_model=ReleaseResponse)
-def post_release(body: ReleaseRequest, node: CurrentNode, session: SessionDep) -> ReleaseResponse:
-    outcome = release_tasks(session, node_id=node.id, task_ids=body.task_ids)
+async def post_release(body: ReleaseRequest, node: CurrentNode, request: Request) -> ReleaseResponse:
+    outcome = await run_in_transaction(
+        request, lambda session: release_tasks(session, node_id=node.id, task_ids=body.task_ids))
     return ReleaseResponse(released=outcome.released, refused=outcome.refused)
 
 
@@ -167,7 +150,7 @@ async def _read_limited_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-class _SizeLimitedRequest(Request):
+class _SizeLimitedRequest(OrjsonRequest):
     """A request whose body is read with the submission limit (a 413 as soon as it is exceeded)."""
 
     async def body(self) -> bytes:
@@ -176,26 +159,21 @@ class _SizeLimitedRequest(Request):
         return self._body
 
 
-class _SizeLimitedBodyRoute(APIRoute):
-    """Reads the body through `_SizeLimitedRequest` (FastAPI's "custom Request and APIRoute class").
+class _SizeLimitedBodyRoute(ClientRoute):
+    """Authenticates the client, then reads the body through `_SizeLimitedRequest`.
 
-    Why not the hand-parsed body this route used to have: the request schema was then pasted into
+    Why not a hand-parsed body: the request schema would then have to be pasted into
     `openapi_extra`, and its `#/$defs/…` references pointed nowhere inside /openapi.json (FastAPI
     only publishes component schemas for models that routes declare). Declaring `body:
     SubmitTasksRequest` lets FastAPI publish the schema and its components itself, parse the JSON
-    and answer the standard 422; this route class keeps what the hand parsing was for: the body is
-    read with the 16 MiB limit *before* anything parses it, so an oversized batch is a 413 with a
-    clear message. (FastAPI's own `max_body_size=` would also limit it, but it answers a plain-text
-    "Content Too Large" when Content-Length announces too much — not the documented JSON body.)
+    and answer the standard 422; this route class keeps what hand parsing would be for: the caller
+    is authenticated from its headers first, then the body is read with the 16 MiB limit *before*
+    anything parses it, so an oversized batch is a 413 with a clear message. (FastAPI's own
+    `max_body_size=` would also limit it, but it answers a plain-text "Content Too Large" when
+    Content-Length announces too much — not the documented JSON body.)
     """
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def size_limited_handler(request: Request) -> Response:
-            return await handler(_SizeLimitedRequest(request.scope, request.receive))
-
-        return size_limited_handler
+    request_class = _SizeLimitedRequest
 
 
 client_router = APIRouter(

@@ -19,7 +19,7 @@ from noderr_core.tables.onboarding import (
     WebhookDeadLetter,
 )
 from noderr_core.tables.outbox import OutboxAttempt, OutboxKind, OutboxMessage, OutboxStatus
-from noderr_core.tables.telemetry import Heartbeat
+from noderr_core.tables.telemetry import Heartbeat, HeartbeatSlot
 
 # Domain modules owned by later work register their tables on import.
 from noderr_core.tables import model_registry as _model_registry  # noqa: E402,F401
@@ -38,6 +38,7 @@ __all__ = [
     "BundleDownload",
     "DownloadToken",
     "Heartbeat",
+    "HeartbeatSlot",
     "LoginAttempt",
     "Node",
     "NodeStatus",

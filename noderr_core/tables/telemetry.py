@@ -30,3 +30,30 @@ class Heartbeat(Base):
     agent_version: Mapped[str | None] = mapped_column(String(32))
     # onnxruntime execution provider the node serves with ("CUDAExecutionProvider", ...).
     execution_provider: Mapped[str | None] = mapped_column(String(64))
+
+
+class HeartbeatSlot(Base):
+    """One node's heartbeats in one 5-minute slot (`slot_start` = a multiple of 300 s, UTC).
+
+    Written only by `noderr_core.telemetry.rollup_heartbeats` (delete-then-insert per slot range,
+    so re-runs are idempotent). Raw `heartbeats` rows are pruned after the retention window; this
+    table is what rewards ("proven slots") and dashboards read for anything older.
+    """
+
+    __tablename__ = "heartbeat_slots"
+    __table_args__ = (Index("ix_heartbeat_slots_slot_start", "slot_start"),)
+
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), primary_key=True)
+    slot_start: Mapped[datetime] = mapped_column(primary_key=True)
+    beats: Mapped[int] = mapped_column(Integer)
+    first_at: Mapped[datetime]
+    last_at: Mapped[datetime]
+    # Counters are cumulative on the node, so the slot keeps their maximum.
+    uptime_seconds: Mapped[float] = mapped_column(Float)
+    inference_count: Mapped[int] = mapped_column(BigInteger)
+    tasks_done: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    latency_p50_ms: Mapped[float | None] = mapped_column(Float)  # mean over the slot's beats
+    latency_p95_ms: Mapped[float | None] = mapped_column(Float)  # max over the slot's beats
+    cpu_percent: Mapped[float | None] = mapped_column(Float)  # mean
+    memory_mb: Mapped[float | None] = mapped_column(Float)  # max

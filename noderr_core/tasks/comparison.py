@@ -43,17 +43,25 @@ class QuorumDecision:
     members: tuple[int, ...]  # indexes of the results that agree with the pivot (pivot included)
 
 
-def largest_agreeing_group(outputs: Sequence[dict], tolerance: float) -> QuorumDecision:
+def largest_agreeing_group(
+    outputs: Sequence[dict], tolerance: float, versions: Sequence[object] | None = None
+) -> QuorumDecision:
     """Pick the result most others agree with (earliest wins ties), as BOINC's validators do.
 
     Agreement with a tolerance is not transitive, so groups are formed around a pivot: a result
     joins when it agrees with the pivot itself. n is small (≤ max_replicas), so n² is fine.
+    With `versions` (the model version each result was computed with), results agree only within
+    one version: during a canary, two versions' answers never make a quorum together.
     """
     best_pivot: int | None = None
     best_members: tuple[int, ...] = ()
     for i, pivot in enumerate(outputs):
         members = tuple(
-            j for j, other in enumerate(outputs) if j == i or outputs_agree(pivot, other, tolerance)
+            j for j, other in enumerate(outputs)
+            if j == i or (
+                (versions is None or versions[j] == versions[i])
+                and outputs_agree(pivot, other, tolerance)
+            )
         )
         if len(members) > len(best_members):
             best_pivot, best_members = i, members

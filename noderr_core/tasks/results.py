@@ -70,7 +70,7 @@ def submit_results(
         for r in session.execute(
             select(
                 A.c.task_id, A.c.node_id, A.c.status, A.c.outcome, A.c.lease_expires_at, A.c.leased_at,
-                A.c.unreplicated, A.c.result, A.c.error, A.c.submitted_at,
+                A.c.unreplicated, A.c.result, A.c.error, A.c.submitted_at, A.c.model_version,
             )
             .where(A.c.task_id.in_(list(tasks)))
             .order_by(A.c.task_id, A.c.id)
@@ -210,14 +210,21 @@ def _evaluate(
                 "agreeing_node_ids": [results[0]["node_id"]], "validated_by": "unreplicated",
                 "decided_at": now, "leasable_at": None}
 
-    group = largest_agreeing_group([r["result"] for r in results], task["tolerance"])
+    # Replicas agree only within one model version (a canary's answers never join the stable's).
+    group = largest_agreeing_group([r["result"] for r in results], task["tolerance"],
+                                   [r["model_version"] for r in results])
     if results and len(group.members) >= task["quorum"]:
         members = set(group.members)
         # A quorum of one checks nothing: such results do not extend a node's valid streak.
         checked = task["quorum"] >= 2
-        for i, r in enumerate(results):
-            judge(r, VALID if i in members else INVALID, checked)
         pivot = results[group.pivot]
+        for i, r in enumerate(results):
+            if i in members:
+                judge(r, VALID, checked)
+            elif r["model_version"] != pivot["model_version"]:
+                judge(r, INCONCLUSIVE, False)  # another version's answer: not comparable, not wrong
+            else:
+                judge(r, INVALID, checked)
         return {**base, "status": TaskStatus.VALIDATED.value, "result": pivot["result"],
                 "agreeing_node_ids": [results[i]["node_id"] for i in group.members],
                 "validated_by": "quorum", "decided_at": now, "leasable_at": None}

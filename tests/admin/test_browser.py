@@ -121,8 +121,8 @@ def test_admin_approves_an_application_and_sees_it_provisioned(sqlite_url, tmp_p
     with factory() as s:
         node, _key = make_node(s, status="provisioned")
         for m in range(60, 0, -1):
-            beat = record_heartbeat(s, node, heartbeat_in(latency_p50_ms=20 + m % 7, latency_p95_ms=55 + m % 11))
-            beat.received_at = utcnow() - timedelta(minutes=m)
+            record_heartbeat(s, node, heartbeat_in(latency_p50_ms=20 + m % 7, latency_p95_ms=55 + m % 11),
+                             now=utcnow() - timedelta(minutes=m))
         s.commit()
     page.click("header >> text=Network")
     page.wait_for_url("**/admin")

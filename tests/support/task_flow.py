@@ -36,10 +36,10 @@ def lease(session_factory, node, n: int = 64, *, seconds: int = 120, now=None, r
 
 
 def report(session_factory, node, results: dict[str, object], *, now=None, error: str | None = None,
-           rules=None):
+           rules=None, version: int = 1):
     """results: task_id -> label value (outputs {"label": [value]}), or None with error=..."""
     items = [
-        TaskResultIn(task_id=tid, model_version=1, outputs=None if error else {"label": [v]},
+        TaskResultIn(task_id=tid, model_version=version, outputs=None if error else {"label": [v]},
                      error=error, duration_ms=1.0)
         for tid, v in results.items()
     ]

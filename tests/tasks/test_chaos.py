@@ -31,6 +31,10 @@ from tests.support.task_workers import chaos_node
 
 N_TASKS = int(os.environ.get("NODERR_CHAOS_TASKS", "100000"))
 LEASE_SECONDS = 3
+# Liveness is asserted as progress, not as a wall-clock budget (a loaded machine is slow, not
+# stuck): the run fails when neither a result is recorded nor a task decided during this many
+# consecutive one-second polls — far longer than a lease, so lapsed leases have been re-leased.
+STALL_POLLS = 120
 
 
 def _seed(factory, client_id: int, n: int) -> None:
@@ -48,7 +52,7 @@ def _seed(factory, client_id: int, n: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(3600)  # a hang guard only; the liveness check is STALL_POLLS below
 def test_chaos_every_task_decided_exactly_once(pg_url, tmp_path):
     engine = make_engine(pg_url)
     factory = make_session_factory(engine)
@@ -89,13 +93,18 @@ def test_chaos_every_task_decided_exactly_once(pg_url, tmp_path):
             start(i, seed=i)
         run_started = time.monotonic()
         kill_at = [run_started + t for t in (6, 12, 18, 24)]
-        deadline = run_started + 420
+        last_seen, idle_polls = None, 0
         while True:
             with factory() as s:
                 open_tasks = s.scalar(select(func.count()).select_from(Task).where(Task.leasable_at.is_not(None)))
+                submitted = s.scalar(select(func.count()).select_from(TaskAssignment).where(
+                    TaskAssignment.status == "submitted"))
             if open_tasks == 0:
                 break
-            assert time.monotonic() < deadline, f"{open_tasks} tasks still undecided"
+            idle_polls = idle_polls + 1 if (open_tasks, submitted) == last_seen else 0
+            last_seen = (open_tasks, submitted)
+            assert idle_polls < STALL_POLLS, (
+                f"no progress in {STALL_POLLS} polls: {open_tasks} tasks still undecided")
             if kill_at and time.monotonic() >= kill_at[0]:
                 kill_at.pop(0)
                 victim = rng.choice([i for i, (_n, b) in enumerate(nodes) if b in ("normal", "slow")])

@@ -253,3 +253,24 @@ def test_blocked_node_gets_no_work_and_says_why(session_factory, task_world):
     submit(session_factory, task_world.client_id, 1)
     out = lease(session_factory, bad, rules=rules)
     assert out.grants == [] and "blocked" in out.notice
+
+
+def test_replicas_agree_only_within_one_model_version(session_factory, task_world):
+    """During a canary, a v2 answer never joins a v1 answer's quorum, and is not held against its
+    node: it is inconclusive, not invalid."""
+    nodes = [task_world.node()[0] for _ in range(3)]
+    [tid] = submit(session_factory, task_world.client_id, policy={"replicas": 2, "quorum": 2, "max_replicas": 3})
+    lease(session_factory, nodes[0]); lease(session_factory, nodes[1])  # noqa: E702
+    report(session_factory, nodes[0], {tid: 7}, version=1)
+    report(session_factory, nodes[1], {tid: 7}, version=2)  # same answer, other version
+    t = _task(session_factory, task_world, tid)
+    assert t.status == "in_progress" and t.replicas_needed == 3
+    lease(session_factory, nodes[2])
+    report(session_factory, nodes[2], {tid: 7}, version=1)
+    t = _task(session_factory, task_world, tid)
+    assert t.status == "validated" and sorted(t.agreeing_node_ids) == sorted([nodes[0].id, nodes[2].id])
+    with session_factory() as s:
+        outcome = s.scalar(select(TaskAssignment.outcome).where(
+            TaskAssignment.task_id == tid, TaskAssignment.node_id == nodes[1].id))
+        assert outcome == "inconclusive"
+        assert s.get(NodeReliability, nodes[1].id).invalid_count == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from noderr_core.audit import Actor
 from noderr_core.tasks import create_client, revoke_client_key
 
@@ -14,7 +16,8 @@ def test_client_and_node_journey_through_the_api(db_url, session_factory, task_w
     with session_factory() as s:
         _other, other_key = create_client(s, name="other corp", actor=Actor.system("test"))
         s.commit()
-    server = api_server_factory(db_url)
+    # Authenticated keys are cached per API worker; 1 s here so the revocation below is quick.
+    server = api_server_factory(db_url, env={"NODERR_AUTH_CACHE_SECONDS": "1"})
     client_h = {"Authorization": f"Bearer {task_world.client_key}"}
     with server.client() as http:
         # Authentication.
@@ -126,9 +129,10 @@ def test_client_and_node_journey_through_the_api(db_url, session_factory, task_w
         r = http.post("/v1/tasks/release", headers={"Authorization": f"Bearer {key_c}"}, json={"task_ids": ids})
         assert r.status_code == 200 and r.json()["released"] == []
 
-        # A revoked key stops working at once.
+        # A revoked key stops working once the worker's auth cache entry lapses (1 s here).
         with session_factory() as s:
             key_id = task_world.client_key.split("_")[1]
             revoke_client_key(s, key_id=key_id, actor=Actor.system("test"))
             s.commit()
+        time.sleep(1.1)
         assert http.get(f"/v1/tasks/{ids[0]}", headers=client_h).status_code == 401

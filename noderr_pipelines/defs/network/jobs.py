@@ -32,6 +32,8 @@ def apply_node_health_changes(
             settings=node_health.settings(),
             actor=Actor.pipeline(context.run_id, label="node_health_job"),
         )
+    if report.held_back_reason:
+        context.log.warning(report.held_back_reason)
     for node_id in report.marked_offline:
         context.log.info(f"node {node_id} is offline")
     for alert_id in report.alerts_closed:
@@ -43,6 +45,7 @@ def apply_node_health_changes(
         "unchanged_nodes": report.unchanged_nodes,
         "unchanged_alerts": report.unchanged_alerts,
         "emails_queued": report.emails_queued,
+        "held_back_reason": report.held_back_reason,
     }
     return dg.Output(
         summary,

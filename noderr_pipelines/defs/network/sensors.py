@@ -10,7 +10,7 @@ from datetime import datetime
 
 import dagster as dg
 
-from noderr_core.network import find_closable_alerts, find_stale_nodes
+from noderr_core.network import assess_control_plane, find_closable_alerts, find_stale_nodes
 from noderr_core.timeutil import utcnow
 from noderr_pipelines.defs.network.jobs import node_health_job
 from noderr_pipelines.defs.network.resources import NodeHealthPolicy
@@ -43,7 +43,15 @@ def node_health_sensor(
             session, offline_after_seconds=threshold, now=now, limit=MAX_CANDIDATES_PER_TICK
         )
         closable = find_closable_alerts(session, limit=MAX_CANDIDATES_PER_TICK)
+        # A control plane that processed no heartbeats (API down, cut off) must not blame every
+        # node: offline candidates are held back during the outage and one threshold after it.
+        health = assess_control_plane(
+            session, offline_after_seconds=threshold, now=now,
+            outage_after_seconds=node_health.settings().control_plane_outage_after_seconds)
         session.rollback()  # read-only
+    if health.holding_back:
+        context.log.warning(health.reason)
+        stale = []
 
     candidates: dict[str, tuple[str, str | int]] = {}
     for node in stale:
@@ -59,6 +67,7 @@ def node_health_sensor(
         reason = (
             f"{len(candidates)} candidate(s) already requested, waiting for their run"
             if candidates
+            else health.reason if health.holding_back
             else f"all online nodes reported within {threshold}s and no alert is closable"
         )
         return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
