@@ -7,7 +7,10 @@ published root.
 
 Publishing enqueues `{"action": "publish_root", ...}` with the idempotency key
 `chain:publish_root:<YYYYMMDD>:<root>`: recomputing an epoch with the same inputs gives the same
-root, hence the same key, hence no second transaction.
+root, hence the same key, hence no second transaction. Queueing a root *seals* every epoch it
+covers (`sealed_at`): a sealed epoch's shares and tree are final (rewards.epochs), so no later root
+can owe a wallet less than an earlier one. The invariants are checked again right before queueing
+(rewards.invariants); a root that breaks one is never queued.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from noderr_core.tables import OutboxMessage, OutboxStatus
@@ -25,6 +28,10 @@ from noderr_core.rewards.merkle import MerkleTree, build_tree
 from noderr_core.timeutil import utcnow
 
 PUBLISH_ACTION = "publish_root"
+
+
+class InvariantViolation(RuntimeError):
+    """A root that would break a payout invariant (docs/rewards.md); it is never queued."""
 
 
 class EpochNotComputed(LookupError):
@@ -87,8 +94,13 @@ class TreeSummary:
 
 
 def build_epoch_tree(session: Session, epoch_date: date) -> TreeSummary:
-    """(Re)build the cumulative leaves and root through `epoch_date`; the caller commits."""
+    """(Re)build the cumulative leaves and root through `epoch_date`; the caller commits.
+
+    A sealed epoch keeps the tree it was published with (a backfilled earlier epoch reaches the
+    chain through the next root instead)."""
     epoch = get_epoch(session, epoch_date)
+    if epoch.sealed_at is not None and epoch.tree_built_at is not None:
+        return TreeSummary(epoch_date, epoch.merkle_root, epoch.leaf_count or 0, epoch.total_cumulative or 0)
     totals = {w: a for w, a in cumulative_amounts(session, epoch_date).items() if a > 0}
     session.execute(delete(RewardLeaf).where(RewardLeaf.epoch_id == epoch.id))
     leaves = sorted(totals.items())
@@ -138,6 +150,12 @@ def latest_published_epoch(session: Session) -> RewardEpoch | None:
     )
 
 
+def publication_problems(session: Session, epoch: RewardEpoch) -> list[str]:
+    from noderr_core.rewards.invariants import check_epoch
+
+    return [p for problems in check_epoch(session, epoch.epoch_date).values() for p in problems]
+
+
 def queue_root_publication(session: Session, epoch_date: date) -> PublishDecision:
     """Enqueue the epoch's root for the chain relay, once per (epoch, root); the caller commits."""
     from noderr_core.outbox import enqueue
@@ -162,6 +180,11 @@ def queue_root_publication(session: Session, epoch_date: date) -> PublishDecisio
             epoch_date, False, epoch.status,
             f"unchanged: the root equals epoch {latest.epoch_date.isoformat()}'s, already on-chain",
         )
+    if epoch.publish_outbox_id is None:
+        problems = publication_problems(session, epoch)
+        if problems:
+            raise InvariantViolation(
+                f"epoch {epoch_date.isoformat()}'s root is not queued: " + "; ".join(problems))
     key = publish_idempotency_key(epoch_date, epoch.merkle_root)
     msg = enqueue(
         session,
@@ -179,10 +202,22 @@ def queue_root_publication(session: Session, epoch_date: date) -> PublishDecisio
         subject_id=epoch_date.isoformat(),
     )
     epoch.publish_outbox_id = msg.id
+    seal_epochs_through(session, epoch_date)
     apply_outbox_state(epoch, msg)
     session.flush()
     return PublishDecision(epoch_date, msg.status != OutboxStatus.SENT, epoch.status,
                            f"outbox row {msg.id} is {msg.status}", msg.id, key)
+
+
+def seal_epochs_through(session: Session, epoch_date: date) -> int:
+    """Mark every computed epoch up to `epoch_date` final: a queued root covers their shares."""
+    result = session.execute(
+        update(RewardEpoch)
+        .where(RewardEpoch.epoch_date <= epoch_date, RewardEpoch.sealed_at.is_(None))
+        .values(sealed_at=utcnow())
+        .execution_options(synchronize_session="fetch")
+    )
+    return result.rowcount or 0
 
 
 def apply_outbox_state(epoch: RewardEpoch, msg: OutboxMessage) -> None:

@@ -83,3 +83,10 @@ def past_days():
     """The three UTC days before yesterday's end: epochs are only computed for finished days."""
     today = datetime.now(UTC).date()
     return [today - timedelta(days=3), today - timedelta(days=2), today - timedelta(days=1)]
+
+
+def add_served_slots(session, node: Node, start: datetime, slots: int, *, outcome: str = "valid",
+                     every: timedelta = timedelta(minutes=5)) -> None:
+    """One judged result per 5-minute slot from `start` (a node serving tasks or challenges)."""
+    for i in range(slots):
+        add_judged_results(session, node, start + i * every + timedelta(seconds=30), **{outcome: 1})
