@@ -21,13 +21,13 @@ EXPECTED = {
         # network
         "node_health_job",
         # rewards
-        "reward_epoch_job", "chain_relay_job", "close_epoch_job",
+        "reward_epoch_job", "chain_relay_job", "close_epoch_job", "challenge_job",
     },
     "sensors": {
         "application_screening_sensor", "application_decision_sensor", "email_relay_sensor",
         "node_health_sensor", "chain_outbox_sensor",
     },
-    "schedules": {"reward_epoch_job_schedule"},
+    "schedules": {"reward_epoch_job_schedule", "challenge_schedule"},
     "asset_groups": {"models", "rewards"},
     "resources": {"database", "node_health", "chain"},
 }

@@ -18,8 +18,9 @@ from noderr_core.chain.client import ChainClient, make_web3
 from noderr_core.chain.deploy import deploy_contracts
 from noderr_core.chain.relay import relay_due_chain_messages
 from noderr_core.db import make_engine
-from noderr_core.rewards.claims import wallet_claim
+from noderr_core.rewards.claims import epoch_document, wallet_claim
 from noderr_core.rewards.epochs import compute_epoch
+from noderr_core.rewards.scoring import SCORING_POLICY_VERSION, largest_remainder_split
 from noderr_core.rewards.tree import build_epoch_tree, queue_root_publication
 from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY, Settings
 from noderr_core.tables import OutboxMessage
@@ -117,4 +118,21 @@ def test_early_close_claim_then_recompute_pays_everyone_exactly(db_url, session_
     assert total_a + total_b == 2 * POOL == dist.functions.total_cumulative().call()
     assert dist.functions.total_claimed().call() == 2 * POOL
     assert token.functions.balanceOf(dist.address).call() == 0
+
+    # The public document of the next epoch shows the carried-over window and lets any operator
+    # recompute every score and share from its inputs and the named policy.
+    with session_factory() as s:
+        doc = epoch_document(s, day + timedelta(days=1))
+    assert doc["policy_version"] == SCORING_POLICY_VERSION and doc["final"] is True
+    assert doc["window"]["carried_over_from"] == (day_start(day) + timedelta(hours=12)).isoformat()
+    w = doc["scoring"]
+    scores = {}
+    for n in doc["nodes"]:
+        scores[n["node_id"]] = max(0, w["points_per_proven_slot"] * n["proven_slots"]
+                                   + w["points_per_valid_task"] * n["tasks_valid"]
+                                   - w["penalty_per_invalid_task"] * n["tasks_invalid"]
+                                   - w["penalty_per_error_task"] * n["tasks_error"])
+        assert scores[n["node_id"]] == n["score"]
+    assert largest_remainder_split(int(doc["pool_amount"]), sorted(scores.items())) == {
+        n["node_id"]: int(n["amount"]) for n in doc["nodes"]}
     engine.dispose()
