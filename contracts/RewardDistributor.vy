@@ -43,7 +43,8 @@ MAX_PROOF_DEPTH: constant(uint256) = 64
 
 owner: public(address)
 publisher: public(address)
-token: public(IERC20)
+# Immutable: part of the code, so a claim reads it without a storage load.
+token: public(immutable(IERC20))
 merkle_root: public(bytes32)
 # The epoch (YYYYMMDD) whose cumulative totals the current root holds; roots never go back in time.
 current_epoch: public(uint256)
@@ -60,7 +61,7 @@ def __init__(token_: address, publisher_: address):
     assert token_ != empty(address), "token is the zero address"
     assert publisher_ != empty(address), "publisher is the zero address"
     self.owner = msg.sender
-    self.token = IERC20(token_)
+    token = IERC20(token_)
     self.publisher = publisher_
     self.pauser = msg.sender
 
@@ -71,7 +72,7 @@ def publish_root(epoch: uint256, root: bytes32, total_cumulative: uint256):
     assert epoch > self.current_epoch, "epoch not after the current root"
     assert total_cumulative >= self.total_cumulative, "cumulative total cannot decrease"
     # Funded: what is still owed (total - claimed) must be in the distributor's balance.
-    assert total_cumulative <= staticcall self.token.balanceOf(self) + self.total_claimed, "total exceeds funding"
+    assert total_cumulative <= staticcall token.balanceOf(self) + self.total_claimed, "total exceeds funding"
     self.merkle_root = root
     self.current_epoch = epoch
     self.total_cumulative = total_cumulative
@@ -109,7 +110,7 @@ def claim(account: address, cumulative_amount: uint256, proof: DynArray[bytes32,
     assert paid <= self.total_cumulative, "claims exceed the published total"
     self.claimed[account] = cumulative_amount
     self.total_claimed = paid
-    assert extcall self.token.transfer(account, payout), "token transfer failed"
+    assert extcall token.transfer(account, payout), "token transfer failed"
     log Claimed(account=account, amount=payout, cumulative_amount=cumulative_amount)
 
 
