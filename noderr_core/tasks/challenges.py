@@ -7,10 +7,10 @@ model name, inputs shaped like the model's real inputs (a recent client input of
 jittered, or random rows in the declared shape), lease deadline. `replicas = quorum = 1`.
 
 - `create_challenges` (the Dagster `challenge_job` runs it every 5-minute slot) gives every online
-  node (heartbeat within ONLINE_WITHIN, not disabled) without an open challenge one new challenge
-  on a served model. The known answer is computed *at creation* with onnxruntime on the published
-  model bytes (sha256 checked) for every served version of that model (active and canary), so a
-  node is judged against the version it reports running.
+  node (heartbeat within ONLINE_WITHIN, not suspended or removed) without an open challenge one new
+  challenge on a served model. The known answer is computed *at creation* with onnxruntime on the
+  published model bytes (sha256 checked) for every served version of that model (active and
+  canary), so a node is judged against the version it reports running.
 - `judge_challenge` (pure; called from exactly one place, `results._evaluate`) compares the
   node's outputs with the known answer through `comparison.outputs_agree` (tolerance
   CHALLENGE_TOLERANCE): outcome 'valid' or 'invalid' on the assignment (issue14b's slashing
@@ -32,6 +32,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from noderr_core.tables import Node
+from noderr_core.tables.onboarding import NodeStatus
 from noderr_core.tables.model_registry import ModelVersion, ModelVersionStatus
 from noderr_core.tables.tasks import Client, ResultOutcome, Task, TaskStatus
 from noderr_core.tasks.comparison import outputs_agree
@@ -108,7 +109,8 @@ def challenge_client_id(session: Session) -> int:
 def nodes_due(session: Session, now: datetime) -> tuple[list[str], int]:
     """Online nodes without an undecided challenge, and how many online nodes have one."""
     online = list(session.scalars(
-        select(Node.id).where(Node.last_heartbeat_at >= now - ONLINE_WITHIN, Node.status != "disabled")
+        select(Node.id).where(Node.last_heartbeat_at >= now - ONLINE_WITHIN,
+                              Node.status.not_in((NodeStatus.SUSPENDED.value, NodeStatus.REMOVED.value)))
         .order_by(Node.id)
     ))
     busy = set(session.scalars(

@@ -133,3 +133,28 @@ def test_challenge_outcome_uses_the_reported_version_and_the_tolerance():
     assert challenge_outcome(expected, {"p": [[0.9, 0.1]]}, 7) == "valid"  # unknown version: any answer
     assert challenge_outcome(expected, {"p": [[0.51, 0.5]]}, 1) == "invalid"
     assert challenge_outcome(expected, None, 1) == "invalid"
+
+
+def test_challenge_job_creates_challenges_through_dagster(db_url, session_factory, node_factory, published_model,
+                                                          s3_server, s3_bucket, tmp_path, monkeypatch):
+    from noderr_core.timeutil import utcnow
+    from noderr_pipelines.definitions import defs
+    from noderr_pipelines.defs.models.resources import ModelBucketResource
+    from noderr_pipelines.resources import DatabaseResource
+
+    monkeypatch.setenv("NODERR_STATE_DIR", str(tmp_path / "state"))
+    node, _ = node_factory()
+    with session_factory() as s:
+        s.execute(update(Node).values(last_heartbeat_at=utcnow()))
+        s.commit()
+    result = defs.resolve_job_def("challenge_job").execute_in_process(resources={
+        "database": DatabaseResource(database_url=db_url),
+        "model_bucket": ModelBucketResource(
+            endpoint_url=s3_server.endpoint_url, aws_access_key_id=s3_server.access_key_id,
+            aws_secret_access_key=s3_server.secret_access_key, bucket=s3_bucket),
+    })
+    assert result.success and result.output_for_node("create_challenge_tasks")["created"] == 1
+    with session_factory() as s:
+        task = s.scalar(select(Task))
+        assert task.target_node_id == node.id and task.model_name == MODEL
+        assert set(task.challenge_expected["answers"]) == {"1"}
