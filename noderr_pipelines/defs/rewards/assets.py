@@ -35,7 +35,7 @@ class RewardEpochConfig(dg.Config):
 
 def _check_results(database: DatabaseResource, epoch_date: date, asset: str, names: tuple[str, ...]):
     with database.session() as session:
-        problems = check_epoch(session, epoch_date)
+        problems = check_epoch(session, epoch_date, names)
     return [
         dg.AssetCheckResult(
             asset_key=asset, check_name=name, passed=not problems[name],
