@@ -165,15 +165,21 @@ def queue_root_publication(session: Session, epoch_date: date) -> PublishDecisio
         raise EpochNotComputed(f"the tree of epoch {epoch_date.isoformat()} is not built yet")
     if epoch.merkle_root is None:
         return PublishDecision(epoch_date, False, epoch.status, "nobody has earned anything yet")
-    latest = latest_published_epoch(session)
-    if latest is not None and latest.epoch_date > epoch_date:
-        # The chain already holds a later root; this epoch's shares reach the chain through the
-        # next root built after it (trees are cumulative over every computed epoch).
+    later = session.scalar(
+        select(RewardEpoch.epoch_date)
+        .where(RewardEpoch.epoch_date > epoch_date, RewardEpoch.publish_outbox_id.is_not(None))
+        .order_by(RewardEpoch.epoch_date.desc()).limit(1)
+    )
+    if later is not None:
+        # A later root is already queued or on-chain: an older root would owe wallets less than
+        # it. This epoch's shares reach the chain through the next root built after it (trees are
+        # cumulative over every computed epoch).
         return PublishDecision(
             epoch_date, False, epoch.status,
-            f"superseded: epoch {latest.epoch_date.isoformat()} is already on-chain; the next "
-            "published root includes this epoch's shares",
+            f"superseded: the root of epoch {later.isoformat()} is already queued or on-chain; the "
+            "next published root includes this epoch's shares",
         )
+    latest = latest_published_epoch(session)
     if (latest is not None and latest.epoch_date < epoch_date
             and latest.merkle_root == epoch.merkle_root):
         return PublishDecision(
