@@ -19,6 +19,7 @@ from noderr_core.tables.rewards import RewardEpoch
 from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY
 from noderr_core.timeutil import utcnow
 from noderr_demo.dagster_ui import DagsterUI
+from noderr_demo.proven_service import proven_service_figures
 from noderr_demo.report import DemoFailure, wait_until
 
 
@@ -27,10 +28,13 @@ def publish_epoch(demo) -> str:
 
     today = utcnow().date().isoformat()
     ui = DagsterUI(demo.dagster_port)
-    run_id = ui.run(
-        "close_epoch_job",
-        {"ops": {"close_epoch_op": {"config": {"epoch_date": today, "allow_open_day": True}}}},
+    # close_epoch_job materializes today's `reward_epoch` partition (allow_open_day): the Dagster UI
+    # shows the epoch that is paid.
+    run_id = ui.launch(
+        "close_epoch_job", {"ops": {"reward_epoch": {"config": {"allow_open_day": True}}}},
+        tags={"dagster/partition": today},
     )
+    ui.wait(run_id)
 
     def published():
         with session_scope() as s:
@@ -49,7 +53,8 @@ def publish_epoch(demo) -> str:
     if on_chain.lower() != epoch.merkle_root.lower():
         raise DemoFailure(f"root on-chain {on_chain} differs from the epoch's {epoch.merkle_root}")
     return (f"epoch {today}: {epoch.node_count} nodes, root {epoch.merkle_root[:14]}… in tx "
-            f"{epoch.published_tx_hash[:14]}… (run {ui.run_url(run_id)})")
+            f"{epoch.published_tx_hash[:14]}… (run {ui.run_url(run_id)}) — "
+            + proven_service_figures(demo, today))
 
 
 def _root_on_chain(dist) -> str:

@@ -275,8 +275,10 @@ def _task_journey(report: DemoReport, demo: DemoEnvironment, nodes: list) -> Non
 
 
 def _reward_journey(report: DemoReport, demo: DemoEnvironment, applicants: list) -> None:
+    from noderr_demo.proven_service import prove_service
     from noderr_demo.rewards import claim_rewards, publish_epoch
 
+    prove_service(report, demo)
     with report.step("rewards", "daily epoch computed, Merkle root published on-chain") as s:
         s.detail = publish_epoch(demo)
     with report.step("rewards", "an operator claims through the local chain") as s:

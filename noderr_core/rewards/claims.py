@@ -20,8 +20,10 @@ from noderr_core.tables.rewards import (
     OperatorReward,
     RewardEpoch,
 )
+from noderr_core.rewards.epochs import epoch_bounds
 from noderr_core.rewards.merkle import MerkleTree
-from noderr_core.rewards.tree import load_leaves, tree_for_epoch
+from noderr_core.rewards.scoring import SCORING_POLICY_VERSION
+from noderr_core.rewards.tree import cumulative_amounts, load_leaves, tree_for_epoch
 
 CLAIM_SIGNATURE = "claim(address,uint256,bytes32[])"
 CLAIM_SELECTOR = keccak(CLAIM_SIGNATURE.encode())[:4]
@@ -59,13 +61,18 @@ def _node_reason(row: NodeReward) -> dict:
         "heartbeats": row.heartbeat_count,
         "uptime_slots": row.uptime_slots,
         "eligible_slots": row.eligible_slots,
-        "uptime_percent": round(100 * row.uptime_slots / row.eligible_slots, 2) if row.eligible_slots else 0.0,
+        # Proven service, not what heartbeats claimed (uptime_slots): policy 2026-11-v2.
+        "uptime_percent": round(100 * row.proven_slots / row.eligible_slots, 2) if row.eligible_slots else 0.0,
         "tasks_valid": row.tasks_valid,
         "tasks_invalid": row.tasks_invalid,
         "tasks_error": row.tasks_error,
+        "proven_slots": row.proven_slots,
+        "challenges_valid": row.challenges_valid,
+        "challenges_invalid": row.challenges_invalid,
         "uptime_points": row.uptime_points,
         "task_points": row.task_points,
         "invalid_penalty": row.invalid_penalty,
+        "error_penalty": row.error_penalty,
         "downtime_penalty": row.downtime_penalty,
     }
 
@@ -211,6 +218,28 @@ def wallet_claim(session: Session, wallet: str, *, distributor: str | None = Non
     return doc
 
 
+SCORING_POLICY_TEXT = {
+    "score": "max(0, points_per_proven_slot*proven_slots + points_per_valid_task*tasks_valid "
+             "- penalty_per_invalid_task*tasks_invalid - penalty_per_error_task*tasks_error)",
+    "proven_slot": "a 5-minute slot in which the node submitted a result judged valid (a challenge "
+                   "answered correctly or a result agreeing with the quorum); heartbeats are not scored",
+    "split": "amount = floor(pool*score/total_score); the units left over go one each to the largest "
+             "remainders, ties to the smaller node id; shares sum to the pool exactly",
+    "counted": "results judged within the epoch's window (window.starts_at <= judged_at < window.ends_at)",
+}
+
+
+def _window(epoch: RewardEpoch) -> dict:
+    day_start, day_end = epoch_bounds(epoch.epoch_date)
+    return {
+        "starts_at": epoch.starts_at.isoformat(),
+        "ends_at": epoch.ends_at.isoformat(),
+        "closed_early": epoch.ends_at < day_end,
+        # Activity after the previous epoch's early close is counted here, visibly.
+        "carried_over_from": (epoch.starts_at.isoformat() if epoch.starts_at < day_start else None),
+    }
+
+
 def epoch_document(session: Session, epoch_date: date) -> dict | None:
     """The public record of one epoch: pool, scoring, every node's share and reason, and the
     cumulative leaves through the epoch — enough to rebuild the root and check it."""
@@ -232,6 +261,11 @@ def epoch_document(session: Session, epoch_date: date) -> dict | None:
         "distributed_amount": str(epoch.distributed_amount),
         "total_score": epoch.total_score,
         "scoring": epoch.scoring,
+        "policy_version": epoch.policy_version,
+        "policy": SCORING_POLICY_TEXT if epoch.policy_version == SCORING_POLICY_VERSION else None,
+        "window": _window(epoch),
+        "final": epoch.sealed_at is not None,
+        "sealed_at": epoch.sealed_at.isoformat() if epoch.sealed_at else None,
         "computed_at": epoch.computed_at.isoformat(),
         "merkle_root": epoch.merkle_root,
         "total_cumulative": None if epoch.total_cumulative is None else str(epoch.total_cumulative),

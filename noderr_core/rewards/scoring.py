@@ -11,21 +11,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-SLOT_SECONDS = 300  # uptime is counted in 5-minute slots with at least one heartbeat
+SLOT_SECONDS = 300  # service is proven in 5-minute slots
 SLOTS_PER_DAY = 86_400 // SLOT_SECONDS
+
+# The scoring policy, named in every epoch document (docs/rewards.md, "Scoring policy"). Change
+# the weights or the rules only together with a new version.
+SCORING_POLICY_VERSION = "2026-11-v2"
 
 
 @dataclass(frozen=True)
 class ScoringWeights:
-    uptime_points_per_slot: int = 10
+    """Policy 2026-11-v2: only proven service earns.
+
+    A *proven slot* is a 5-minute slot in which the node submitted at least one result that was
+    judged valid (a challenge task answered correctly, or a result agreeing with the quorum).
+    Heartbeats prove nothing: they are reported, never scored. A slot without proof earns nothing,
+    which is the whole downtime penalty (no separate missed-slot charge).
+    """
+
+    points_per_proven_slot: int = 10
     points_per_valid_task: int = 5
-    # An invalid result costs five valid ones: agreeing with the quorum must pay better than guessing.
+    # An invalid result (a wrong challenge answer or a result outside the quorum) costs five valid
+    # ones: guessing must pay worse than serving.
     penalty_per_invalid_task: int = 25
-    # A missed slot costs half of what a served slot earns: being down is worse than being absent.
-    penalty_per_missed_slot: int = 5
+    # An error result costs two valid ones: a node that cannot serve should release the lease.
+    penalty_per_error_task: int = 10
 
     def as_dict(self) -> dict:
-        return asdict(self) | {"slot_seconds": SLOT_SECONDS}
+        return asdict(self) | {"slot_seconds": SLOT_SECONDS, "policy_version": SCORING_POLICY_VERSION}
 
 
 DEFAULT_WEIGHTS = ScoringWeights()
@@ -33,24 +46,24 @@ DEFAULT_WEIGHTS = ScoringWeights()
 
 @dataclass(frozen=True)
 class NodeScore:
-    uptime_points: int
+    uptime_points: int  # proven slots x points_per_proven_slot
     task_points: int
     invalid_penalty: int
-    downtime_penalty: int
+    error_penalty: int
     score: int
 
 
 def score_node(
-    *, uptime_slots: int, eligible_slots: int, tasks_valid: int, tasks_invalid: int,
+    *, proven_slots: int, tasks_valid: int, tasks_invalid: int, tasks_error: int,
     weights: ScoringWeights = DEFAULT_WEIGHTS,
 ) -> NodeScore:
-    missed = max(0, eligible_slots - uptime_slots)
-    uptime_points = uptime_slots * weights.uptime_points_per_slot
+    """score = 10*proven_slots + 5*valid - 25*invalid - 10*error, floored at 0 (policy v2)."""
+    uptime_points = proven_slots * weights.points_per_proven_slot
     task_points = tasks_valid * weights.points_per_valid_task
     invalid_penalty = tasks_invalid * weights.penalty_per_invalid_task
-    downtime_penalty = missed * weights.penalty_per_missed_slot
-    score = max(0, uptime_points + task_points - invalid_penalty - downtime_penalty)
-    return NodeScore(uptime_points, task_points, invalid_penalty, downtime_penalty, score)
+    error_penalty = tasks_error * weights.penalty_per_error_task
+    score = max(0, uptime_points + task_points - invalid_penalty - error_penalty)
+    return NodeScore(uptime_points, task_points, invalid_penalty, error_penalty, score)
 
 
 def largest_remainder_split(pool: int, weights: Sequence[tuple[str, int]]) -> dict[str, int]:

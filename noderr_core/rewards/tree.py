@@ -7,7 +7,10 @@ published root.
 
 Publishing enqueues `{"action": "publish_root", ...}` with the idempotency key
 `chain:publish_root:<YYYYMMDD>:<root>`: recomputing an epoch with the same inputs gives the same
-root, hence the same key, hence no second transaction.
+root, hence the same key, hence no second transaction. Queueing a root *seals* every epoch it
+covers (`sealed_at`): a sealed epoch's shares and tree are final (rewards.epochs), so no later root
+can owe a wallet less than an earlier one. The invariants are checked again right before queueing
+(rewards.invariants); a root that breaks one is never queued.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from noderr_core.outbox import enqueue
@@ -26,6 +29,10 @@ from noderr_core.rewards.merkle import MerkleTree, build_tree
 from noderr_core.timeutil import utcnow
 
 PUBLISH_ACTION = "publish_root"
+
+
+class InvariantViolation(RuntimeError):
+    """A root that would break a payout invariant (docs/rewards.md); it is never queued."""
 
 
 class EpochNotComputed(LookupError):
@@ -88,8 +95,13 @@ class TreeSummary:
 
 
 def build_epoch_tree(session: Session, epoch_date: date) -> TreeSummary:
-    """(Re)build the cumulative leaves and root through `epoch_date`; the caller commits."""
+    """(Re)build the cumulative leaves and root through `epoch_date`; the caller commits.
+
+    A sealed epoch keeps the tree it was published with (a backfilled earlier epoch reaches the
+    chain through the next root instead)."""
     epoch = get_epoch(session, epoch_date)
+    if epoch.sealed_at is not None and epoch.tree_built_at is not None:
+        return TreeSummary(epoch_date, epoch.merkle_root, epoch.leaf_count or 0, epoch.total_cumulative or 0)
     totals = {w: a for w, a in cumulative_amounts(session, epoch_date).items() if a > 0}
     session.execute(delete(RewardLeaf).where(RewardLeaf.epoch_id == epoch.id))
     leaves = sorted(totals.items())
@@ -139,49 +151,15 @@ def latest_published_epoch(session: Session) -> RewardEpoch | None:
     )
 
 
-def queue_root_publication(session: Session, epoch_date: date) -> PublishDecision:
-    """Enqueue the epoch's root for the chain relay, once per (epoch, root); the caller commits."""
-    epoch = get_epoch(session, epoch_date)
-    if epoch.status == EpochStatus.COMPUTED or epoch.tree_built_at is None:
-        raise EpochNotComputed(f"the tree of epoch {epoch_date.isoformat()} is not built yet")
-    if epoch.merkle_root is None:
-        return PublishDecision(epoch_date, False, epoch.status, "nobody has earned anything yet")
-    latest = latest_published_epoch(session)
-    if latest is not None and latest.epoch_date > epoch_date:
-        # The chain already holds a later root; this epoch's shares reach the chain through the
-        # next root built after it (trees are cumulative over every computed epoch).
-        return PublishDecision(
-            epoch_date, False, epoch.status,
-            f"superseded: epoch {latest.epoch_date.isoformat()} is already on-chain; the next "
-            "published root includes this epoch's shares",
-        )
-    if (latest is not None and latest.epoch_date < epoch_date
-            and latest.merkle_root == epoch.merkle_root):
-        return PublishDecision(
-            epoch_date, False, epoch.status,
-            f"unchanged: the root equals epoch {latest.epoch_date.isoformat()}'s, already on-chain",
-        )
-    key = publish_idempotency_key(epoch_date, epoch.merkle_root)
-    msg = enqueue(
-        session,
-        kind=OutboxKind.CHAIN,
-        idempotency_key=key,
-        payload={
-            "action": PUBLISH_ACTION,
-            "epoch": epoch_number(epoch_date),
-            "epoch_date": epoch_date.isoformat(),
-            "root": epoch.merkle_root,
-            # uint256 as a string: JSON readers in other languages lose precision past 2^53.
-            "total_cumulative": str(epoch.total_cumulative),
-        },
-        subject_type="reward_epoch",
-        subject_id=epoch_date.isoformat(),
+def seal_epochs_through(session: Session, epoch_date: date) -> int:
+    """Mark every computed epoch up to `epoch_date` final: a queued root covers their shares."""
+    result = session.execute(
+        update(RewardEpoch)
+        .where(RewardEpoch.epoch_date <= epoch_date, RewardEpoch.sealed_at.is_(None))
+        .values(sealed_at=utcnow())
+        .execution_options(synchronize_session="fetch")
     )
-    epoch.publish_outbox_id = msg.id
-    apply_outbox_state(epoch, msg)
-    session.flush()
-    return PublishDecision(epoch_date, msg.status != OutboxStatus.SENT, epoch.status,
-                           f"outbox row {msg.id} is {msg.status}", msg.id, key)
+    return result.rowcount or 0
 
 
 def apply_outbox_state(epoch: RewardEpoch, msg: OutboxMessage) -> None:

@@ -91,6 +91,10 @@ class RewardEpoch(Base):
     published_tx_hash: Mapped[str | None] = mapped_column(String(66))
     published_at: Mapped[datetime | None]
     publish_error: Mapped[str | None] = mapped_column(Text)
+    # The scoring policy (noderr_core/rewards/scoring.py SCORING_POLICY_VERSION) of the shares.
+    policy_version: Mapped[str | None] = mapped_column(String(32))
+    # Set when a root covering this epoch is queued for the chain: from then on the epoch is final.
+    sealed_at: Mapped[datetime | None]
 
 
 class NodeReward(Base):
@@ -117,6 +121,10 @@ class NodeReward(Base):
     task_points: Mapped[int] = mapped_column(BigInteger, default=0)
     invalid_penalty: Mapped[int] = mapped_column(BigInteger, default=0)
     downtime_penalty: Mapped[int] = mapped_column(BigInteger, default=0)
+    proven_slots: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    challenges_valid: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    challenges_invalid: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error_penalty: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     score: Mapped[int] = mapped_column(BigInteger, default=0)
     amount: Mapped[int] = mapped_column(TokenAmount())
 

@@ -95,6 +95,12 @@ class Task(Base):
         ),
         Index("ix_tasks_client_created", "client_id", "created_at"),
         Index("ix_tasks_status_decided", "status", "decided_at"),
+        Index(
+            "ix_tasks_target_node_open",
+            "target_node_id",
+            postgresql_where=text("target_node_id IS NOT NULL AND leasable_at IS NOT NULL"),
+            sqlite_where=text("target_node_id IS NOT NULL AND leasable_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)  # "t_" + 24 hex
@@ -122,6 +128,10 @@ class Task(Base):
     fail_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None]
+    # Challenge tasks (noderr_core/tasks/challenges.py): the known answer, never sent to nodes, and
+    # the one node that may lease the task. NULL for client tasks.
+    challenge_expected: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    target_node_id: Mapped[str | None] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
 
 
 class TaskAssignment(Base):

@@ -122,6 +122,8 @@ def _candidate_query(model_name: str, node_id: str, operator_id: int, now: datet
         select(T.c.id)
         .where(
             T.c.model_name == model_name,
+            # Challenge tasks (tasks/challenges.py) are leased only by their target node.
+            or_(T.c.target_node_id.is_(None), T.c.target_node_id == node_id),
             T.c.leasable_at.is_not(None),
             T.c.leasable_at <= now,
             or_(T.c.deadline_at.is_(None), T.c.deadline_at > now),
@@ -321,7 +323,7 @@ def _lock_tasks(session: Session, task_ids: list[str]) -> dict[str, Any]:
     """Lock the tasks in id order (every writer does, so they cannot deadlock) and return them."""
     stmt = select(
         T.c.id, T.c.status, T.c.fail_reason, T.c.replicas, T.c.quorum, T.c.tolerance,
-        T.c.max_replicas, T.c.replicas_needed, T.c.leasable_at, T.c.result,
+        T.c.max_replicas, T.c.replicas_needed, T.c.leasable_at, T.c.result, T.c.challenge_expected,
     ).where(T.c.id.in_(sorted(set(task_ids)))).order_by(T.c.id)
     if is_postgresql(session):
         stmt = stmt.with_for_update()

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from noderr_core.tables.tasks import AssignmentStatus, ResultOutcome, TaskStatus
 from noderr_core.tasks.bulk import bulk_update
+from noderr_core.tasks.challenges import judge_challenge
 from noderr_core.tasks.comparison import largest_agreeing_group, outputs_agree
 from noderr_core.tasks.leasing import A, T, _lock_tasks, fail_overdue_tasks
 from noderr_core.tasks.reliability import NodeEvents, apply_events, lock_reliability
@@ -199,6 +200,12 @@ def _evaluate(
         judged.append(row)
         if outcome != INCONCLUSIVE:
             events[row["node_id"]].outcomes.append((outcome, checked))
+
+    if task.get("challenge_expected") is not None and results:
+        # A challenge task: judged against its known answer, never by quorum.
+        outcome, decided = judge_challenge(task, results[0], now)
+        judge(results[0], outcome, True)
+        return {**base, **decided}
 
     if not results and len(errors) < task["max_replicas"]:
         base["leasable_at"] = now if len(live_leases) < needed else min(r["lease_expires_at"] for r in live_leases)

@@ -23,7 +23,8 @@ from noderr_core.chain.relay import ChainHandler
 from noderr_core.outbox import relay_due
 from noderr_core.db import make_engine, make_session_factory
 from noderr_core.rewards.epochs import compute_epoch
-from noderr_core.rewards.tree import build_epoch_tree, queue_root_publication
+from noderr_core.rewards.publication import queue_root_publication
+from noderr_core.rewards.tree import build_epoch_tree
 from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY, Settings
 from noderr_core.tables import Node, Operator, OutboxMessage
 from noderr_core.tables.rewards import RewardEpoch

@@ -17,7 +17,7 @@ from noderr_core.tables import Operator, OutboxMessage
 from noderr_core.tables.rewards import OperatorReward
 from tests.support.admin import make_pending_application, provision
 from tests.support.operators import sign_text
-from tests.support.rewards import add_heartbeats, day_start, make_reward_node
+from tests.support.rewards import add_served_slots, day_start, make_reward_node
 
 POOL = 1_000 * 10**18
 
@@ -33,7 +33,8 @@ def test_rewards_accrue_only_to_proven_wallets(session_factory, past_days):
             s.add(op)
             s.flush()
             node = make_reward_node(s, op, day_start(day) - timedelta(days=1))
-            add_heartbeats(s, node.id, day_start(day), day_start(day) + timedelta(days=1), timedelta(minutes=5))
+            # Proven service (policy 2026-11-v2): judged-valid results, one per 5-minute slot.
+            add_served_slots(s, node, day_start(day), 48)
             ids[account.address] = node.id
             if proven:
                 text = issue_challenge(s, site, address=account.address).to_text()

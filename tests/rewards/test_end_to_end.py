@@ -22,7 +22,7 @@ from noderr_core.tables.rewards import EpochStatus, RewardEpoch
 from noderr_core.outbox import enqueue
 from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY, Settings
 from noderr_pipelines.definitions import defs as reward_defs
-from noderr_pipelines.defs.rewards.assets import reward_epoch, reward_merkle_root
+from noderr_pipelines.defs.rewards.assets import reward_epoch, reward_merkle_root, reward_root_publication
 from noderr_pipelines.defs.outbox.jobs import chain_relay_job
 from noderr_pipelines.defs.outbox.sensors import chain_outbox_sensor
 from noderr_pipelines.resources import ChainResource, DatabaseResource
@@ -84,7 +84,7 @@ def test_register_compute_publish_and_claim_through_the_local_chain(
         assert s.get(Node, node.id).chain_registered_at is not None
 
     # The daily partition, as the schedule (or a backfill) materializes it.
-    mat = dg.materialize([reward_epoch, reward_merkle_root], partition_key=day.isoformat(),
+    mat = dg.materialize([reward_epoch, reward_merkle_root, reward_root_publication], partition_key=day.isoformat(),
                          resources={"database": db})
     assert mat.success
     assert _relay(db_url, ganache, path).success
@@ -128,7 +128,7 @@ def test_register_compute_publish_and_claim_through_the_local_chain(
 
     # Re-materializing the partition (a retry) queues nothing new and sends no transaction.
     block = client.w3.eth.block_number
-    assert dg.materialize([reward_epoch, reward_merkle_root], partition_key=day.isoformat(),
+    assert dg.materialize([reward_epoch, reward_merkle_root, reward_root_publication], partition_key=day.isoformat(),
                           resources={"database": db}).success
     assert _relay(db_url, ganache, path).success
     assert client.w3.eth.block_number == block

@@ -13,10 +13,12 @@ from noderr_core.tables.rewards import EpochStatus, NodeReward, OperatorReward, 
 from noderr_core.rewards.epochs import compute_epoch
 from noderr_core.rewards.merkle import build_tree, verify_proof
 from noderr_core.rewards.scoring import SLOTS_PER_DAY, largest_remainder_split, score_node
-from noderr_core.rewards.tree import build_epoch_tree, queue_root_publication
+from noderr_core.rewards.publication import queue_root_publication
+from noderr_core.rewards.tree import build_epoch_tree
 from tests.support.rewards import (
     add_heartbeats,
     add_judged_results,
+    add_served_slots,
     day_start,
     make_operator,
     make_reward_node,
@@ -26,8 +28,8 @@ POOL = 1_000 * 10**18
 
 
 def _world(session, day):
-    """Operator A: a full-day node with valid work and a half-day node with invalid results.
-    Operator B: a node created at noon that ran since. Plus activity outside the epoch."""
+    """Operator A: a node proving service all day and a half-day node with invalid results.
+    Operator B: a node created at noon that only heartbeats. Plus activity outside the epoch."""
     start = day_start(day)
     a, b = make_operator(session), make_operator(session)
     full = make_reward_node(session, a, start - timedelta(days=10), "node_aaaa000000000001")
@@ -39,6 +41,8 @@ def _world(session, day):
     # Outside the epoch: the day before and exactly at the next midnight.
     add_heartbeats(session, half.id, start - timedelta(hours=3), start, timedelta(seconds=60))
     add_heartbeats(session, half.id, start + timedelta(days=1), start + timedelta(days=1, minutes=1), timedelta(seconds=60))
+    add_served_slots(session, full, start, SLOTS_PER_DAY)
+    add_served_slots(session, half, start, SLOTS_PER_DAY // 2)
     add_judged_results(session, full, start + timedelta(hours=3), valid=40, error=2, pending=5)
     add_judged_results(session, half, start + timedelta(hours=4), valid=10, invalid=4)
     add_judged_results(session, half, start - timedelta(minutes=1), valid=100)  # previous epoch
@@ -46,7 +50,7 @@ def _world(session, day):
     return a, b, full, half, late
 
 
-def test_epoch_shares_follow_uptime_work_and_penalties(session_factory, past_days):
+def test_epoch_shares_follow_proven_service_work_and_penalties(session_factory, past_days):
     day = past_days[0]
     with session_factory() as s:
         a, b, full, half, late = _world(s, day)
@@ -56,31 +60,35 @@ def test_epoch_shares_follow_uptime_work_and_penalties(session_factory, past_day
     assert summary.distributed_amount == POOL
     with session_factory() as s:
         rows = {r.node_id: r for r in s.scalars(select(NodeReward))}
-        assert rows[full.id].uptime_slots == SLOTS_PER_DAY and rows[full.id].eligible_slots == SLOTS_PER_DAY
-        assert (rows[full.id].tasks_valid, rows[full.id].tasks_invalid, rows[full.id].tasks_error) == (40, 0, 2)
-        assert rows[half.id].uptime_slots == SLOTS_PER_DAY // 2
+        assert rows[full.id].proven_slots == SLOTS_PER_DAY and rows[full.id].eligible_slots == SLOTS_PER_DAY
+        assert (rows[full.id].tasks_valid, rows[full.id].tasks_invalid, rows[full.id].tasks_error) == (
+            SLOTS_PER_DAY + 40, 0, 2)
+        assert rows[full.id].error_penalty == 2 * 10
+        assert rows[half.id].proven_slots == SLOTS_PER_DAY // 2
+        assert rows[half.id].uptime_slots == SLOTS_PER_DAY // 2  # what its heartbeats claimed
         assert rows[half.id].heartbeat_count == 12 * 3600 // 150
-        assert (rows[half.id].tasks_valid, rows[half.id].tasks_invalid) == (10, 4)
-        assert rows[half.id].downtime_penalty == (SLOTS_PER_DAY // 2) * 5
+        assert (rows[half.id].tasks_valid, rows[half.id].tasks_invalid) == (SLOTS_PER_DAY // 2 + 10, 4)
         assert rows[half.id].invalid_penalty == 4 * 25
-        # Created at noon: only the afternoon counts, so it is not penalised for the morning.
+        # Heartbeats alone prove nothing: the noon node said it was up all afternoon and earns 0.
         assert rows[late.id].eligible_slots == SLOTS_PER_DAY // 2
-        assert rows[late.id].uptime_slots == SLOTS_PER_DAY // 2 and rows[late.id].downtime_penalty == 0
+        assert rows[late.id].uptime_slots == SLOTS_PER_DAY // 2 and rows[late.id].proven_slots == 0
+        assert rows[late.id].score == 0 and rows[late.id].amount == 0
 
         expected_scores = {
-            full.id: score_node(uptime_slots=288, eligible_slots=288, tasks_valid=40, tasks_invalid=0).score,
-            half.id: score_node(uptime_slots=144, eligible_slots=288, tasks_valid=10, tasks_invalid=4).score,
-            late.id: score_node(uptime_slots=144, eligible_slots=144, tasks_valid=0, tasks_invalid=0).score,
+            full.id: score_node(proven_slots=288, tasks_valid=328, tasks_invalid=0, tasks_error=2).score,
+            half.id: score_node(proven_slots=144, tasks_valid=154, tasks_invalid=4, tasks_error=0).score,
+            late.id: 0,
         }
+        assert expected_scores[full.id] == 10 * 288 + 5 * 328 - 10 * 2
         assert {k: r.score for k, r in rows.items()} == expected_scores
         expected_amounts = largest_remainder_split(POOL, sorted(expected_scores.items()))
         assert {k: r.amount for k, r in rows.items()} == expected_amounts
         assert sum(r.amount for r in rows.values()) == POOL
-        assert rows[full.id].amount > rows[late.id].amount > rows[half.id].amount
+        assert rows[full.id].amount > rows[half.id].amount > rows[late.id].amount == 0
 
         ops = {o.wallet: o.amount for o in s.scalars(select(OperatorReward))}
-        assert ops == {a.wallet_address: expected_amounts[full.id] + expected_amounts[half.id],
-                       b.wallet_address: expected_amounts[late.id]}
+        assert ops == {a.wallet_address: POOL}
+        assert b.wallet_address not in ops
 
 
 def test_recomputing_an_epoch_rewrites_the_same_rows(session_factory, past_days):
@@ -129,8 +137,8 @@ def test_backfilled_epochs_accumulate_in_the_tree(session_factory, past_days):
         na = make_reward_node(s, a, day_start(d1) - timedelta(days=1))
         nb = make_reward_node(s, b, day_start(d1) - timedelta(days=1))
         for day in past_days:
-            add_heartbeats(s, na.id, day_start(day), day_start(day) + timedelta(days=1), timedelta(minutes=5))
-        add_heartbeats(s, nb.id, day_start(d2), day_start(d2) + timedelta(hours=20), timedelta(minutes=5))
+            add_served_slots(s, na, day_start(day), 48)
+        add_served_slots(s, nb, day_start(d2), 40)
         s.commit()
         # Out of order, as a backfill may run them.
         for day in (d3, d1, d2):
@@ -194,6 +202,8 @@ def test_epoch_on_postgresql_with_generated_telemetry_matches_a_reference(pg_url
                 add_judged_results(s, node, start + timedelta(seconds=rng.randrange(0, 86400)),
                                    valid=rng.randrange(0, 30), invalid=rng.randrange(0, 4),
                                    error=rng.randrange(0, 3))
+                add_served_slots(s, node, start + timedelta(seconds=rng.randrange(-3600, 86400)),
+                                 rng.randrange(0, 12), every=timedelta(minutes=rng.choice([2, 5, 17])))
             s.commit()
             summary = compute_epoch(s, day, pool=POOL)
             s.commit()
@@ -201,20 +211,21 @@ def test_epoch_on_postgresql_with_generated_telemetry_matches_a_reference(pg_url
             # Reference: every raw row fetched and scored in Python.
             end = start + timedelta(days=1)
             slots: dict[str, set] = {}
-            for node_id, at in s.execute(text("SELECT node_id, received_at FROM heartbeats")):
-                at = at.replace(tzinfo=start.tzinfo)
-                if start <= at < end:
-                    slots.setdefault(node_id, set()).add(int((at - start).total_seconds()) // 300)
             outcomes: dict[str, dict] = {}
-            for node_id, outcome, judged in s.execute(text("SELECT node_id, outcome, judged_at FROM task_assignments")):
+            for node_id, outcome, judged, submitted in s.execute(
+                    text("SELECT node_id, outcome, judged_at, submitted_at FROM task_assignments")):
                 if judged is not None and start <= judged.replace(tzinfo=start.tzinfo) < end:
                     outcomes.setdefault(node_id, {}).setdefault(outcome, 0)
                     outcomes[node_id][outcome] += 1
+                    if outcome == "valid":
+                        at = submitted.replace(tzinfo=start.tzinfo)
+                        slots.setdefault(node_id, set()).add(int((at - start).total_seconds()) // 300)
             expected = {}
             for node in nodes:
                 o = outcomes.get(node.id, {})
-                expected[node.id] = score_node(uptime_slots=len(slots.get(node.id, ())), eligible_slots=288,
-                                               tasks_valid=o.get("valid", 0), tasks_invalid=o.get("invalid", 0)).score
+                expected[node.id] = score_node(proven_slots=len(slots.get(node.id, ())),
+                                               tasks_valid=o.get("valid", 0), tasks_invalid=o.get("invalid", 0),
+                                               tasks_error=o.get("error", 0)).score
             got = {r.node_id: (r.score, r.amount) for r in s.scalars(select(NodeReward))}
             assert {k: v[0] for k, v in got.items()} == expected
             assert sum(v[1] for v in got.values()) == POOL == summary.distributed_amount

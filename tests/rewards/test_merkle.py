@@ -90,11 +90,13 @@ def test_split_ties_go_to_the_smaller_id_and_zero_scores_get_nothing():
     assert largest_remainder_split(5, [("a", 0), ("b", 3)]) == {"a": 0, "b": 5}
 
 
-def test_score_rewards_uptime_and_valid_work_and_penalises_invalid_results_and_downtime():
-    full = score_node(uptime_slots=288, eligible_slots=288, tasks_valid=100, tasks_invalid=0)
-    half = score_node(uptime_slots=144, eligible_slots=288, tasks_valid=100, tasks_invalid=0)
-    cheat = score_node(uptime_slots=288, eligible_slots=288, tasks_valid=100, tasks_invalid=40)
+def test_score_v2_pays_proven_slots_and_work_and_penalises_invalid_and_error_results():
+    full = score_node(proven_slots=288, tasks_valid=100, tasks_invalid=0, tasks_error=0)
+    half = score_node(proven_slots=144, tasks_valid=100, tasks_invalid=0, tasks_error=0)
+    cheat = score_node(proven_slots=288, tasks_valid=100, tasks_invalid=40, tasks_error=0)
+    flaky = score_node(proven_slots=288, tasks_valid=100, tasks_invalid=0, tasks_error=30)
     assert full.score > half.score > 0
-    assert half.downtime_penalty == 144 * 5
     assert cheat.invalid_penalty == 40 * 25 and cheat.score < full.score
-    assert score_node(uptime_slots=0, eligible_slots=288, tasks_valid=0, tasks_invalid=9).score == 0
+    assert flaky.error_penalty == 30 * 10 and flaky.score < full.score
+    # Heartbeats are not an input at all: no proof, no work -> nothing.
+    assert score_node(proven_slots=0, tasks_valid=0, tasks_invalid=9, tasks_error=0).score == 0

@@ -15,11 +15,12 @@ from noderr_core.tables import Node, OutboxAttempt, OutboxMessage
 from noderr_core.tables.rewards import ChainTransaction, EpochStatus, RewardEpoch
 from noderr_core.outbox import enqueue, relay_due
 from noderr_core.rewards.epochs import compute_epoch
-from noderr_core.rewards.tree import build_epoch_tree, queue_root_publication
+from noderr_core.rewards.publication import queue_root_publication
+from noderr_core.rewards.tree import build_epoch_tree
 from noderr_core.settings import LOCAL_CHAIN_SIGNER_KEY, Settings
 from noderr_core.timeutil import utcnow
 from noderr_local.process import free_port
-from tests.support.rewards import add_heartbeats, day_start, make_operator, make_reward_node
+from tests.support.rewards import add_served_slots, day_start, make_operator, make_reward_node
 
 POOL = 500 * 10**18
 
@@ -95,7 +96,7 @@ def _publishable_epoch(session_factory, day):
     with session_factory() as s:
         op = make_operator(s)
         node = make_reward_node(s, op, day_start(day) - timedelta(days=1))
-        add_heartbeats(s, node.id, day_start(day), day_start(day) + timedelta(days=1), timedelta(minutes=5))
+        add_served_slots(s, node, day_start(day), 12)
         s.commit()
         compute_epoch(s, day, pool=POOL)
         build_epoch_tree(s, day)
@@ -181,7 +182,7 @@ def test_a_reverted_transaction_fails_the_row_with_the_reason(engine, session_fa
 def test_a_refused_root_marks_the_epoch_publish_failed(engine, session_factory, settings, eth_chain, past_days):
     # Someone already published a later epoch's root with a larger total: ours is refused.
     eth_chain.client.transact(eth_chain.client.distributor().functions.publish_root(
-        20000101, b"\x01" * 32, 10**30))
+        20000101, b"\x01" * 32, 10**26))
     _publishable_epoch(session_factory, past_days[0])
     report = relay_due(make_session_factory(engine), ChainHandler(settings, client=eth_chain.client))
     assert len(report.failed) == 1

@@ -119,3 +119,10 @@ def seed_reward_history(session, *, epochs: int, wallets: int, first_day: date =
     epoch.published_tx_hash = "0x" + "ab" * 32
     session.flush()
     return addresses
+
+
+def add_served_slots(session, node: Node, start: datetime, slots: int, *, outcome: str = "valid",
+                     every: timedelta = timedelta(minutes=5)) -> None:
+    """One judged result per 5-minute slot from `start` (a node serving tasks or challenges)."""
+    for i in range(slots):
+        add_judged_results(session, node, start + i * every + timedelta(seconds=30), **{outcome: 1})

@@ -1,7 +1,7 @@
 """operator portal: proven payout wallets, SIWE nonces, operator sessions
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import noderr_core.tables.base
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

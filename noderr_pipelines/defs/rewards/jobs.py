@@ -1,55 +1,45 @@
-"""Reward jobs: the daily epoch (partitioned) and closing one epoch by date."""
+"""Reward jobs: the daily epoch and its early close (partitioned asset jobs) and challenge tasks."""
 
 
 import dagster as dg
-from pydantic import Field
 
-from noderr_pipelines.defs.rewards.assets import reward_epoch, reward_merkle_root
+from noderr_core.tasks.challenges import create_challenges, s3_model_loader
+from noderr_pipelines.defs.rewards.assets import reward_epoch, reward_merkle_root, reward_root_publication
+from noderr_pipelines.defs.rewards.partitions import reward_epoch_partitions
+from noderr_pipelines.lib.model_resources import ModelBucketResource
 from noderr_pipelines.resources import DatabaseResource
+
+REWARD_ASSETS = [reward_epoch, reward_merkle_root, reward_root_publication]
 
 reward_epoch_job = dg.define_asset_job(
     "reward_epoch_job",
-    selection=[reward_epoch, reward_merkle_root],
-    description="Compute a day's rewards, build the cumulative tree, queue its root for the chain.",
+    selection=REWARD_ASSETS,
+    partitions_def=reward_epoch_partitions,
+    description="Compute a day's rewards, build the cumulative tree, check it, queue its root.",
+)
+
+close_epoch_job = dg.define_asset_job(
+    "close_epoch_job",
+    selection=REWARD_ASSETS,
+    partitions_def=reward_epoch_partitions,
+    description="Close one epoch now (pick its partition): backfill a day, or close today early on a "
+    "test network with run config ops.reward_epoch.config.allow_open_day = true.",
+    config={"ops": {"reward_epoch": {"config": {"allow_open_day": True}}}},
 )
 
 
-class CloseEpochConfig(dg.Config):
-    epoch_date: str = Field(description="UTC day, YYYY-MM-DD")
-    allow_open_day: bool = Field(
-        default=False,
-        description="close today's epoch early on the activity so far (test networks, demos); "
-        "the daily schedule recomputes it after midnight",
-    )
-
-
-@dg.op(description="Compute one epoch's rewards and cumulative root, and queue the root for the chain.")
-def close_epoch_op(context: dg.OpExecutionContext, config: CloseEpochConfig,
-                   database: DatabaseResource) -> dict:
-    from datetime import date
-
-    from noderr_core.rewards.epochs import compute_epoch
-    from noderr_core.rewards.tree import build_epoch_tree, queue_root_publication
-    from noderr_core.settings import get_settings
-
-    try:
-        epoch_date = date.fromisoformat(config.epoch_date)
-    except ValueError as exc:
-        raise dg.Failure(f"epoch_date {config.epoch_date!r} is not YYYY-MM-DD", allow_retries=False) from exc
+@dg.op(description="Create one challenge task (known answer by onnxruntime) per online node without one.")
+def create_challenge_tasks(context: dg.OpExecutionContext, database: DatabaseResource,
+                           model_bucket: ModelBucketResource) -> dict:
+    loader = s3_model_loader(model_bucket.get_client())
     with database.session() as session:
-        try:
-            summary = compute_epoch(session, epoch_date, pool=get_settings().reward_pool_per_epoch,
-                                    allow_open_day=config.allow_open_day)
-        except ValueError as exc:
-            raise dg.Failure(description=str(exc), allow_retries=False) from exc
-        tree = build_epoch_tree(session, epoch_date)
-        decision = queue_root_publication(session, epoch_date)
-    context.log.info(f"epoch {epoch_date}: {decision.reason}")
-    metadata = summary.as_metadata() | tree.as_metadata() | {"publish_reason": decision.reason}
-    context.add_output_metadata(metadata)
-    return {"epoch_date": epoch_date.isoformat(), "publish_queued": decision.queued}
+        report = create_challenges(session, load_model=loader)
+    for model, why in report.skipped.items():
+        context.log.warning(f"no known answer for {model}: {why}")
+    context.add_output_metadata(report.as_metadata())
+    return report.as_metadata()
 
 
-@dg.job(description="Close one epoch by date (backfill a day, or close today early on a test network).")
-def close_epoch_job():
-    close_epoch_op()
+@dg.job(description="Challenge tasks with known answers for every online node (every 5-minute slot).")
+def challenge_job():
+    create_challenge_tasks()
