@@ -34,6 +34,8 @@ from api.deps import (
 from api.operator.templating import OperatorRoute, templates
 from api.operator.views import earnings_series, operator_node, operator_overview
 from api.routes.portal import _same_origin
+from noderr_core.slashing.cases import cases_for_node
+from noderr_core.staking import node_stake_view
 from noderr_core.admin.sessions import csrf_matches
 from noderr_core.operators.actions import (
     OperatorActionRefused,
@@ -202,6 +204,8 @@ def node_page(node_id: str, request: Request, operator: CurrentOperator, session
     return templates.TemplateResponse(request, "operator/node.html", {
         "n": view, "node": view.node, "earnings": earnings,
         "earnings_chart": earnings_series(earnings),
+        "stake": node_stake_view(session, view.node.id),
+        "slashing_cases": cases_for_node(session, view.node.id),
     }, headers=_PRIVATE)
 
 

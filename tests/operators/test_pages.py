@@ -81,6 +81,9 @@ def test_the_operator_sees_their_nodes_and_nothing_else(portal_client, portal_db
     assert node_page.status_code == 200
     assert 'id="chart-node-earnings"' in node_page.text and "11-02" in node_page.text
     assert "200/288" in node_page.text and "30 / 1" in node_page.text
+    # Stake and slashing as the operator sees them: nothing bonded yet, no case.
+    assert 'data-testid="operator-stake"' in node_page.text and "may not lease work" in node_page.text
+    assert 'data-testid="operator-slashing-cases"' in node_page.text
 
     other = portal_client.get(f"/operator/nodes/{w['bob_node']}", headers=HTML)
     assert other.status_code == 404 and "not one of your nodes" in other.text
