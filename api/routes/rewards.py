@@ -7,7 +7,6 @@ on-chain root, and a claim only ever pays the wallet in its leaf.
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from datetime import date
 from pathlib import Path
@@ -32,35 +31,37 @@ from noderr_core.settings import Settings
 router = APIRouter(tags=["rewards"])
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 _chain_lock = threading.Lock()
-# How long a wallet's on-chain `claimed` amount is reused: public claim reads cost one RPC per
-# wallet per interval at most, however often they are asked (a claim in flight shows up within it).
-CLAIMED_TTL_SECONDS = 15.0
+# A wallet's on-chain `claimed` amount only grows, up to the cumulative amount of the published
+# root. Once it reached that amount it cannot change until a new root raises the cumulative, so it
+# is kept per (wallet, cumulative) without expiry: a fully claimed wallet costs no RPC however
+# often it is asked. A wallet with something left to claim is read on every request (one RPC, the
+# caller's own row), so the page shows a claim the moment it is mined.
 CLAIMED_CACHE_SIZE = 10_000
 
 
 class ClaimedReads:
-    """A short-lived, bounded cache of `claimed(wallet)` chain reads (one per API process)."""
+    """Bounded cache of final `claimed(wallet)` chain reads (one per API process)."""
 
-    def __init__(self, ttl: float = CLAIMED_TTL_SECONDS, size: int = CLAIMED_CACHE_SIZE):
-        self._ttl, self._size = ttl, size
-        self._values: OrderedDict[str, tuple[float, int | None]] = OrderedDict()
+    def __init__(self, size: int = CLAIMED_CACHE_SIZE):
+        self._size = size
+        self._values: OrderedDict[tuple[str, int], int] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, wallet: str, read) -> int | None:
-        now = time.monotonic()
+    def get(self, wallet: str, cumulative: int, read) -> int | None:
+        key = (wallet, cumulative)
         with self._lock:
-            hit = self._values.get(wallet)
-            if hit is not None and now - hit[0] < self._ttl:
-                return hit[1]
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
         try:
             value = read()
         except Exception:
             return None  # the chain is unreachable: not cached, the rest of the document holds
-        with self._lock:
-            self._values[wallet] = (now, value)
-            self._values.move_to_end(wallet)
-            while len(self._values) > self._size:
-                self._values.popitem(last=False)
+        if value >= cumulative:
+            with self._lock:
+                self._values[key] = value
+                while len(self._values) > self._size:
+                    self._values.popitem(last=False)
         return value
 
 
@@ -129,7 +130,8 @@ def _claim_with_chain_state(request: Request, session, settings: Settings, walle
     doc["claimable_now"] = None
     if client is not None:
         claimed = claimed_reads.get(
-            doc["wallet"], lambda: client.read(client.distributor().functions.claimed(doc["wallet"]))
+            doc["wallet"], int(doc["cumulative_amount"]),
+            lambda: client.read(client.distributor().functions.claimed(doc["wallet"])),
         )
         if claimed is not None:
             doc["claimed_onchain"] = str(claimed)

@@ -81,3 +81,25 @@ def test_operator_page_reads_only_the_wallets_rows(claims_app):
         if "FROM operator_rewards" in statement or "FROM node_rewards" in statement:
             assert wallets[3] in str(params), statement
     assert not any(s.startswith("BEGIN IMMEDIATE") for s, _ in log.statements)
+
+
+def test_claimed_reads_are_reused_only_once_final():
+    """A wallet with something left to claim is read every time (a claim shows at once); a fully
+    claimed one costs no further RPC until a new root raises its cumulative amount."""
+    from api.routes.rewards import ClaimedReads
+
+    reads = ClaimedReads(size=2)
+    calls = []
+
+    def chain(value):
+        def read():
+            calls.append(value)
+            return value
+        return read
+
+    assert reads.get("0xA", 100, chain(40)) == 40
+    assert reads.get("0xA", 100, chain(100)) == 100  # partial claim was not cached
+    assert reads.get("0xA", 100, chain(999)) == 100  # final: served from the cache
+    assert calls == [40, 100]
+    assert reads.get("0xA", 150, chain(100)) == 100  # a new root: read again
+    assert calls == [40, 100, 100]
