@@ -11,6 +11,8 @@ the page shows the claimed amount read from the chain. Screenshots go to <state>
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 import httpx
@@ -137,9 +139,9 @@ def claim_in_browser(report, demo, applicants) -> None:
             if page.locator("[data-testid=claim]").is_disabled():
                 raise DemoFailure(f"nothing to claim for {operator.wallet} (claimable: {claimable})")
             page.click("[data-testid=claim]")
-            page.wait_for_function(
-                "document.getElementById('claim-status').textContent.startsWith('Claimed in')"
-                " || !document.getElementById('claim-error').hidden")
+            # Locator waits (the page's CSP forbids the eval behind wait_for_function).
+            page.locator("#claim-status", has_text=re.compile(r"^Claimed in")).or_(
+                page.locator("#claim-error:visible")).wait_for()
             error = page.locator("#claim-error")
             if error.is_visible():
                 raise DemoFailure(f"the browser claim failed: {error.inner_text()}")

@@ -9,6 +9,8 @@ read from the chain, and the tokens are in the wallet.
 
 from __future__ import annotations
 
+import re
+
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,7 +35,7 @@ from noderr_demo.dev_wallet import install_dev_wallet
 from noderr_protocol.work import HeartbeatIn
 from tests.support.chain import OPERATOR_KEYS
 from tests.support.factories import make_node
-from tests.support.rewards import add_heartbeats, day_start
+from tests.support.rewards import add_served_slots, day_start
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -69,7 +71,7 @@ def test_operator_signs_in_with_their_wallet_rotates_a_key_and_claims(
         s.flush()
         node, _key = make_node(s, operator=operator, status="provisioned")
         node.created_at = day_start(day) - timedelta(days=2)
-        add_heartbeats(s, node.id, day_start(day), day_start(day) + timedelta(days=1), timedelta(minutes=5))
+        add_served_slots(s, node, day_start(day), 48)  # proven service (scoring policy 2026-11-v2)
         record_heartbeat(s, node, HeartbeatIn(uptime_seconds=60, model_versions={"iris-classifier": 2}))
         s.commit()
         node_id = node.id
@@ -134,7 +136,8 @@ def test_operator_signs_in_with_their_wallet_rotates_a_key_and_claims(
             assert page.inner_text("[data-testid=claimed]") == "0 NDR"
             shot(page, "04-claimable")
             page.click("[data-testid=claim]")
-            page.wait_for_function("document.getElementById('claim-status').textContent.startsWith('Claimed in')")
+            # A locator wait, not wait_for_function: the page's CSP forbids eval (script-src 'self').
+            page.locator("#claim-status", has_text=re.compile(r"^Claimed in")).wait_for()
             assert page.inner_text("[data-testid=claimed]") == "1,000 NDR"
             assert page.inner_text("[data-testid=claimable]") == "0 NDR"
             assert page.locator("[data-testid=claim]").is_disabled()
