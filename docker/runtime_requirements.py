@@ -19,7 +19,7 @@ EXCLUDED = {
     # The API serves HTTP: no Dagster, no model training/conversion (the pipelines publish models;
     # the API only signs manifests and beacons). vyper stays: contract ABIs come from the sources.
     "api": LOCAL_ONLY | {"dagster", "dagster-webserver", "dagster-aws", "dagster-postgres",
-                         "scikit-learn", "skl2onnx", "onnx", "onnxruntime"},
+                         "dagster-docker", "dagster-k8s", "scikit-learn", "skl2onnx", "onnx", "onnxruntime"},
     # Dagster user code, webserver and daemon: no FastAPI app.
     "pipelines": LOCAL_ONLY | {"fastapi", "python-multipart"},
 }

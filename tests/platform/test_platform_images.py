@@ -83,15 +83,17 @@ def test_pipelines_image_executes_a_dagster_run_on_postgres(platform_image, post
                      "import sys; from noderr_core.migrations import upgrade_database; "
                      "upgrade_database(sys.argv[1])", url, check=False, timeout=300)
     assert migrate.returncode == 0, migrate.stderr
-    # The image's dagster.yaml with this cluster's port (production: PostgreSQL on 5432).
-    instance = (podman("run", "--rm", "--entrypoint", "cat", image, "/opt/dagster/home/dagster.yaml")
-                .stdout.replace("port: 5432", f"port: {postgres_cluster.port}"))
-    (tmp_path / "dagster.yaml").write_text(instance)
+    # The image's own dagster.yaml (PostgreSQL storage, compute logs in S3), pointed at this stack.
     run = podman(
         "run", "--rm", "--network", "host", *stack_env(url, s3_server, smtp_server, s3_bucket),
         "--env", "DAGSTER_PG_HOST=127.0.0.1", "--env", "DAGSTER_PG_USERNAME=postgres",
         "--env", "DAGSTER_PG_PASSWORD=trust", "--env", f"DAGSTER_PG_DB={dagster_db}",
-        "--volume", f"{tmp_path / 'dagster.yaml'}:/opt/dagster/home/dagster.yaml:ro",
+        "--env", f"DAGSTER_PG_PORT={postgres_cluster.port}",
+        "--env", f"DAGSTER_COMPUTE_LOGS_BUCKET={s3_bucket}",
+        "--env", f"DAGSTER_S3_ENDPOINT_URL={s3_server.endpoint_url}",
+        "--env", f"AWS_ACCESS_KEY_ID={s3_server.access_key_id}",
+        "--env", f"AWS_SECRET_ACCESS_KEY={s3_server.secret_access_key}",
+        "--env", f"AWS_DEFAULT_REGION={s3_server.region}",
         image, "dagster", "job", "execute", "-m", "noderr_pipelines.definitions", "-a", "defs",
         "-j", "node_health_job", check=False, timeout=600)
     output = run.stdout + run.stderr
