@@ -141,13 +141,31 @@ def image_size_bytes(engine: str, image: str) -> int:
 
 # --- signing key (OpenPGP "simple signing") ----------------------------------------------------
 
+# gpg-agent's socket lives in the GnuPG home, and a Unix socket path is limited to ~107 bytes: a
+# home under a deep state directory (a test's tmp dir) fails with "No agent running". Such homes
+# are reached through a short, stable link in the temp directory instead.
+_MAX_GNUPG_HOME = 60
+
+
+def gnupg_env(home: Path) -> dict[str, str]:
+    if len(str(home)) <= _MAX_GNUPG_HOME:
+        return {"GNUPGHOME": str(home)}
+    import hashlib
+
+    link = Path(tempfile.gettempdir()) / f"noderr-gpg-{hashlib.sha256(str(home).encode()).hexdigest()[:12]}"
+    if not (link.is_symlink() and link.resolve() == home.resolve()):
+        link.unlink(missing_ok=True)
+        link.symlink_to(home.resolve(), target_is_directory=True)
+    return {"GNUPGHOME": str(link)}
+
+
 @dataclass(frozen=True)
 class ImageSigningKey:
     gnupg_home: Path
     fingerprint: str
 
     def env(self) -> dict[str, str]:
-        return {"GNUPGHOME": str(self.gnupg_home)}
+        return gnupg_env(self.gnupg_home)
 
     def public_key(self) -> str:
         result = subprocess.run(["gpg", "--batch", "--armor", "--export", self.fingerprint],
@@ -158,7 +176,7 @@ class ImageSigningKey:
 
 def _secret_key_fingerprints(gnupg_home: Path) -> list[str]:
     result = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"],
-                            env=engine_env() | {"GNUPGHOME": str(gnupg_home)},
+                            env=engine_env() | gnupg_env(gnupg_home),
                             capture_output=True, text=True, timeout=30)
     return [line.split(":")[9] for line in result.stdout.splitlines() if line.startswith("fpr:")]
 
@@ -174,7 +192,7 @@ def generate_signing_key(directory: Path, *, name: str = "Noderr node images") -
     subprocess.run(["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "",
                     "--quick-generate-key", f"{name} <node-images@noderr.invalid>", "rsa3072",
                     "sign", "never"],
-                   env=engine_env() | {"GNUPGHOME": str(home)}, capture_output=True, timeout=300,
+                   env=engine_env() | gnupg_env(home), capture_output=True, timeout=300,
                    check=True)
     return ImageSigningKey(home, _secret_key_fingerprints(home)[-1])
 
