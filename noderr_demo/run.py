@@ -179,6 +179,7 @@ def _operator_journey(report: DemoReport, demo: DemoEnvironment) -> list:
         for a in applicants:
             a.bundle_dir = demo.state_dir / "operators" / a.email.split("@")[0]
             a.env = download_bundle(links[a.email], a.bundle_dir)
+            a.bundle_dir = next(a.bundle_dir.rglob(".env")).parent  # the zip's per-node folder
             a.node_id = a.env["NODERR_NODE_ID"]
         s.detail = f"bundle of {applicants[0].node_id}: .env, docker-compose.yml, README.md"
     with report.step("operator", "provisioning registers each node on-chain (chain outbox)") as s:
