@@ -8,6 +8,9 @@ response is read by Content-Length. With no idle connection, a new one is opened
 
 The generator reports its own CPU time over the run, so a result can say whether the generator
 (rather than the server) was the limit.
+
+Its raw-socket pieces (`request_head`, `frame`, `read_response`) also serve the closed-loop node
+driver of bench/bench_tasks.py.
 """
 
 from __future__ import annotations
@@ -29,14 +32,27 @@ class OpenLoopResult:
     generator_cpu_share: float  # generator CPU seconds / wall seconds (1.0 = one core busy)
 
 
-def _request_bytes(host: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
-    head = [f"POST {path} HTTP/1.1", f"Host: {host}", "Content-Type: application/json",
-            f"Content-Length: {len(body)}", "Connection: keep-alive"]
+def request_head(hostport: str, path: str, headers: dict[str, str]) -> bytes:
+    """A keep-alive JSON POST's request line and headers, built once, ending just before the
+    Content-Length value: `frame(head, body)` completes it for each body."""
+    head = [f"POST {path} HTTP/1.1", f"Host: {hostport}", "Content-Type: application/json",
+            "Connection: keep-alive"]
     head += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("content-type", "content-length")]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+    head.append("Content-Length: ")
+    return "\r\n".join(head).encode()
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+def frame(head: bytes, body: bytes) -> bytes:
+    """One request on the wire: a `request_head` and a body framed by Content-Length."""
+    return b"%b%d\r\n\r\n%b" % (head, len(body), body)
+
+
+def _request_bytes(host: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    return frame(request_head(host, path, headers), body)
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """(status, body) of one HTTP/1.1 response framed by Content-Length."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split()[1])
@@ -44,9 +60,7 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     for line in lines[1:]:
         if line[:15].lower() == b"content-length:":
             length = int(line[15:].strip())
-    if length:
-        await reader.readexactly(length)
-    return status
+    return status, (await reader.readexactly(length) if length else b"")
 
 
 async def _open_loop(host: str, port: int, requests: list[bytes], rate: float, duration: float,
@@ -68,7 +82,7 @@ async def _open_loop(host: str, port: int, requests: list[bytes], rate: float, d
                     reader, writer = await asyncio.open_connection(host, port)
                     open_count += 1
                 writer.write(payload)
-                status = await asyncio.wait_for(_read_response(reader), timeout)
+                status, _body = await asyncio.wait_for(read_response(reader), timeout)
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError, IndexError):
                 failures += 1
                 return

@@ -27,7 +27,9 @@ class ApiServer:
 
 
 def start_api_server(database_url: str, log_dir: Path, env: dict[str, str] | None = None,
-                     workers: int = 1, access_log: bool = False) -> ApiServer:
+                     workers: int = 1, access_log: bool = False, app: str = "api.main:app") -> ApiServer:
+    """uvicorn serving `app` (the API unless told; bench/minimal_tasks.py serves its own) on a free
+    port; returns once `/healthz` answers 200."""
     port = free_port()
     full_env = dict(os.environ)
     full_env.update(
@@ -43,7 +45,7 @@ def start_api_server(database_url: str, log_dir: Path, env: dict[str, str] | Non
     log_path = log_dir / f"api-{port}.log"
     log_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers), *([] if access_log else ["--no-access-log"])],
         cwd=ROOT, env=full_env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
