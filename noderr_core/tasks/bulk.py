@@ -8,6 +8,7 @@ in-process (no round trips), so a plain executemany is already the fast path the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, update
@@ -42,11 +43,17 @@ def bulk_update(
     session.connection().execute(stmt, params)
 
 
-def _driver_params(session, table, names, rows) -> tuple[dict[str, str], tuple]:
-    """PostgreSQL type names per column and the rows' values as the driver wants them."""
-    dialect = session.get_bind().dialect
+@lru_cache(maxsize=256)
+def _column_codecs(dialect, table: Table, names: tuple[str, ...]) -> tuple[dict[str, str], list]:
+    """(PostgreSQL type name per column, bind processor per column), once per statement shape."""
     processors = [table.c[n].type._cached_bind_processor(dialect) for n in names]
     pg_types = {n: table.c[n].type.compile(dialect=dialect) for n in names}
+    return pg_types, processors
+
+
+def _driver_params(session, table, names, rows) -> tuple[dict[str, str], tuple]:
+    """PostgreSQL type names per column and the rows' values as the driver wants them."""
+    pg_types, processors = _column_codecs(session.get_bind().dialect, table, tuple(names))
     params: list[Any] = []
     for r in rows:
         for n, proc in zip(names, processors):

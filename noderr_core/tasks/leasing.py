@@ -15,12 +15,11 @@ Rules (docs/tasks.md has the full story):
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, text, update
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from noderr_core.tables.tasks import (
@@ -30,8 +29,8 @@ from noderr_core.tables.tasks import (
     TaskAssignment,
     TaskStatus,
 )
-from noderr_core.tasks.bulk import bulk_upsert, is_postgresql
-from noderr_core.tasks.reliability import lock_reliability, roll_quota_day
+from noderr_core.tasks.bulk import bulk_update, bulk_upsert, is_postgresql
+from noderr_core.tasks.reliability import reserve_quota_day, use_quota
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
 from noderr_core.timeutil import utcnow
 
@@ -59,47 +58,25 @@ class LeaseOutcome:
     notice: str | None = None  # why nothing was leased, when it is not simply an empty queue
 
 
-@dataclass(frozen=True)
-class AssignmentView:
-    """An assignment row as the leasing and validation rules see it."""
-
-    task_id: str
-    node_id: str
-    operator_id: int
-    status: str
-    outcome: str
-    lease_expires_at: datetime
-
-    def is_live(self, now: datetime) -> bool:
-        if self.status == SUBMITTED:
-            return self.outcome != ResultOutcome.ERROR.value
-        return self.status == LEASED and self.lease_expires_at > now
-
-
-def load_assignments(session: Session, task_ids: list[str]) -> dict[str, list[AssignmentView]]:
-    out: dict[str, list[AssignmentView]] = defaultdict(list)
-    if not task_ids:
-        return out
-    rows = session.execute(
-        select(A.c.task_id, A.c.node_id, A.c.operator_id, A.c.status, A.c.outcome, A.c.lease_expires_at)
-        .where(A.c.task_id.in_(task_ids))
-    ).all()
-    for r in rows:
-        out[r.task_id].append(AssignmentView(*r))
-    return out
-
-
-def _live_clause(now: datetime):
+def _live(now):
+    """A replica that counts toward the task: an unexpired lease or a submitted non-error result."""
     return or_(
         and_(A.c.status == SUBMITTED, A.c.outcome != ResultOutcome.ERROR.value),
         and_(A.c.status == LEASED, A.c.lease_expires_at > now),
     )
 
 
-def _candidate_query(model_name: str, node_id: str, operator_id: int, now: datetime, limit: int, pg: bool):
+# The hot path's statements are built once, with bind parameters, so a call only binds values (a
+# statement built per call cost ~2 ms of Python per lease in SQLAlchemy's expression layer).
+_NOW, _NODE, _OPERATOR = bindparam("now", type_=T.c.created_at.type), bindparam("node_id"), bindparam("operator_id")
+_IDS = bindparam("ids", expanding=True)
+
+
+def _build_candidate_query():
     # Both checks are correlated *scalar* subqueries on purpose: PostgreSQL evaluates them per
     # scanned task through the (task_id, node_id) index, instead of turning them into an anti-join
-    # that scans all assignments.
+    # that scans all assignments. FOR UPDATE SKIP LOCKED: concurrent leases never wait on each
+    # other (SQLite renders no FOR UPDATE; BEGIN IMMEDIATE serializes its writers).
     blocking = (
         select(func.count())
         .select_from(A)
@@ -107,35 +84,90 @@ def _candidate_query(model_name: str, node_id: str, operator_id: int, now: datet
             A.c.task_id == T.c.id,
             or_(
                 and_(
-                    A.c.node_id == node_id,
-                    or_(A.c.status == SUBMITTED, and_(A.c.status == LEASED, A.c.lease_expires_at > now)),
+                    A.c.node_id == _NODE,
+                    or_(A.c.status == SUBMITTED, and_(A.c.status == LEASED, A.c.lease_expires_at > _NOW)),
                 ),
-                and_(A.c.operator_id == operator_id, A.c.node_id != node_id, _live_clause(now)),
+                and_(A.c.operator_id == _OPERATOR, A.c.node_id != _NODE, _live(_NOW)),
             ),
         )
         .scalar_subquery()
     )
-    live_count = (
-        select(func.count()).select_from(A).where(A.c.task_id == T.c.id, _live_clause(now)).scalar_subquery()
-    )
-    stmt = (
+    live_count = select(func.count()).select_from(A).where(A.c.task_id == T.c.id, _live(_NOW)).scalar_subquery()
+    return (
         select(T.c.id)
         .where(
-            T.c.model_name == model_name,
+            T.c.model_name == bindparam("model_name"),
             # Challenge tasks (tasks/challenges.py) are leased only by their target node.
-            or_(T.c.target_node_id.is_(None), T.c.target_node_id == node_id),
+            or_(T.c.target_node_id.is_(None), T.c.target_node_id == _NODE),
             T.c.leasable_at.is_not(None),
-            T.c.leasable_at <= now,
-            or_(T.c.deadline_at.is_(None), T.c.deadline_at > now),
+            T.c.leasable_at <= _NOW,
+            or_(T.c.deadline_at.is_(None), T.c.deadline_at > _NOW),
             blocking == 0,
             live_count < T.c.replicas_needed,
         )
         .order_by(T.c.priority.desc(), T.c.created_at)
-        .limit(limit)
+        .limit(bindparam("limit"))
+        .with_for_update(of=T, skip_locked=True)
     )
-    if pg:
-        stmt = stmt.with_for_update(of=T, skip_locked=True)
-    return stmt
+
+
+def _flag(condition):
+    return func.max(case((condition, 1), else_=0))
+
+
+def _build_slot_query():
+    """Each locked candidate with what its replicas say, in one grouped read (a fresh snapshot)."""
+    live = _live(_NOW)
+    leased_live = and_(A.c.status == LEASED, A.c.lease_expires_at > _NOW)
+    return (
+        select(
+            T.c.id, T.c.model_name, T.c.inputs, T.c.priority, T.c.created_at, T.c.replicas, T.c.adaptive,
+            T.c.replicas_needed, T.c.status, T.c.leasable_at,
+            func.count(A.c.id).filter(live).label("live"),
+            _flag(and_(A.c.node_id == _NODE, or_(A.c.status == SUBMITTED, leased_live))).label("mine"),
+            _flag(and_(A.c.operator_id == _OPERATOR, A.c.node_id != _NODE, live)).label("same_operator"),
+            func.min(case((leased_live, A.c.lease_expires_at))).label("live_lease_until"),
+            _flag(and_(A.c.status == LEASED, A.c.lease_expires_at <= _NOW, A.c.node_id != _NODE))
+            .label("has_expired"),
+        )
+        .select_from(T.outerjoin(A, A.c.task_id == T.c.id))
+        .where(T.c.id.in_(_IDS))
+        .group_by(T.c.id)
+    )
+
+
+_CANDIDATES = _build_candidate_query()
+_SLOTS = _build_slot_query()
+# Expired leases on newly leased tasks have been replaced: their late results will be refused.
+_EXPIRE_REPLACED = (
+    update(A)
+    .where(A.c.task_id.in_(_IDS), A.c.status == LEASED, A.c.lease_expires_at <= _NOW,
+           A.c.node_id != bindparam("b_node_id"))  # (an UPDATE reserves the column names)
+    .values(status=AssignmentStatus.EXPIRED.value)
+)
+_OVERDUE = (
+    select(T.c.id)
+    .where(T.c.leasable_at.is_not(None), T.c.deadline_at.is_not(None), T.c.deadline_at <= _NOW)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_OVERDUE_OF = _OVERDUE.where(T.c.id.in_(_IDS))
+DEADLINE_PASSED = "deadline passed before a quorum of nodes agreed"
+_FAIL_TASKS = (
+    update(T)
+    .where(T.c.id.in_(_IDS))
+    .values(
+        status=TaskStatus.FAILED.value,
+        fail_reason=literal(DEADLINE_PASSED),
+        decided_at=_NOW,
+        leasable_at=None,
+    )
+)
+_FAIL_PENDING = (
+    update(A)
+    .where(A.c.task_id.in_(_IDS), A.c.status == SUBMITTED, A.c.outcome == ResultOutcome.PENDING.value)
+    .values(outcome=ResultOutcome.INCONCLUSIVE.value, judged_at=_NOW)
+)
 
 
 def _prefer_ordered_scan(session: Session) -> None:
@@ -153,34 +185,91 @@ def fail_overdue_tasks(
 ) -> int:
     """Fail undecided tasks whose deadline has passed (skipping rows other transactions hold)."""
     now = now or utcnow()
-    stmt = (
-        select(T.c.id)
-        .where(T.c.leasable_at.is_not(None), T.c.deadline_at.is_not(None), T.c.deadline_at <= now)
-        .limit(limit)
-    )
     if task_ids is not None:
-        stmt = stmt.where(T.c.id.in_(task_ids))
-    if is_postgresql(session):
-        stmt = stmt.with_for_update(skip_locked=True)
-    ids = list(session.scalars(stmt))
-    if not ids:
-        return 0
-    session.execute(
-        update(T)
-        .where(T.c.id.in_(ids))
-        .values(
-            status=TaskStatus.FAILED.value,
-            fail_reason=literal("deadline passed before a quorum of nodes agreed"),
-            decided_at=now,
-            leasable_at=None,
-        )
-    )
-    session.execute(
-        update(A)
-        .where(A.c.task_id.in_(ids), A.c.status == SUBMITTED, A.c.outcome == ResultOutcome.PENDING.value)
-        .values(outcome=ResultOutcome.INCONCLUSIVE.value, judged_at=now)
-    )
+        ids = list(session.scalars(_OVERDUE_OF, {"now": now, "limit": limit, "ids": list(task_ids)}))
+    else:
+        ids = list(session.scalars(_OVERDUE, {"now": now, "limit": limit}))
+    fail_past_deadline(session, ids, now)
     return len(ids)
+
+
+def fail_past_deadline(session: Session, task_ids: list[str], now: datetime) -> None:
+    """Fail these undecided tasks (their deadline passed); pending results become inconclusive."""
+    if task_ids:
+        session.execute(_FAIL_TASKS, {"ids": task_ids, "now": now})
+        session.execute(_FAIL_PENDING, {"ids": task_ids, "now": now})
+
+
+@dataclass(frozen=True)
+class SlotView:
+    """A locked candidate task and its replicas, as the leasing rules see them."""
+
+    id: str
+    model_name: str
+    inputs: dict[str, Any]
+    priority: int
+    created_at: datetime
+    replicas: int
+    adaptive: bool
+    replicas_needed: int
+    status: str
+    leasable_at: datetime | None
+    live: int  # replicas that count: unexpired leases and submitted non-error results
+    mine: bool  # this node submitted, or holds an unexpired lease
+    same_operator: bool  # another node of this node's operator holds a live replica
+    live_lease_until: datetime | None  # the earliest expiry among the unexpired leases
+    has_expired: bool  # another node's lease ran out (it is replaced when this node leases)
+
+
+@dataclass(frozen=True)
+class PlannedLease:
+    task: SlotView
+    replicas_needed: int
+    unreplicated: bool
+    leasable_at: datetime  # when the task may next be leased (now, or when a live lease ends)
+
+
+def plan_leases(
+    slots: list[SlotView],
+    *,
+    allowance: int,
+    consecutive_valid: int,
+    now: datetime,
+    expires: datetime,
+    rng: random.Random,
+    rules: ReliabilityRules,
+) -> list[PlannedLease]:
+    """Which candidates the node gets, in queue order (pure: the rules of leasing, no I/O).
+
+    A node never holds two replicas of one task, live replicas come from distinct operators, and
+    a task with nothing counting toward it yet (re)decides adaptive replication for this node: a
+    trusted node (a streak of `adaptive_threshold` checked valid results) gets it unreplicated
+    with probability 1 − 1/streak.
+    """
+    chosen: list[PlannedLease] = []
+    for t in sorted(slots, key=lambda s: (-s.priority, s.created_at, s.id)):
+        if len(chosen) >= allowance:
+            break
+        if t.status not in UNDECIDED or t.leasable_at is None or t.mine or t.same_operator:
+            continue
+        needed, unreplicated = t.replicas_needed, False
+        if not t.live:
+            needed = t.replicas
+            if (
+                t.adaptive
+                and t.replicas > 1
+                and consecutive_valid >= rules.adaptive_threshold
+                and rng.random() < 1.0 - 1.0 / consecutive_valid
+            ):
+                needed, unreplicated = 1, True
+        if t.live >= needed:
+            continue
+        if t.live + 1 < needed:
+            leasable_at = now
+        else:
+            leasable_at = min(t.live_lease_until or expires, expires)
+        chosen.append(PlannedLease(t, needed, unreplicated, leasable_at))
+    return chosen
 
 
 def lease_tasks(
@@ -195,80 +284,41 @@ def lease_tasks(
     rng: random.Random | None = None,
     rules: ReliabilityRules = DEFAULT_RULES,
 ) -> LeaseOutcome:
-    """Lease up to `max_tasks` replicas for the models the node has loaded (one transaction)."""
+    """Lease up to `max_tasks` replicas for the models the node has loaded (one transaction).
+
+    Set-based: the node's quota row (locked), the candidates (locked, SKIP LOCKED), one grouped
+    read of their replicas in a fresh snapshot, then one statement per kind of write.
+    """
     now = now or utcnow()
     rng = rng or random.Random()
     expires = now + timedelta(seconds=lease_seconds)
-    pg = is_postgresql(session)
 
-    rel = lock_reliability(session, [node_id], rules, now)[node_id]
-    if rel.blocked_reason:
-        return LeaseOutcome([], None, notice=f"node blocked from new work: {rel.blocked_reason}")
-    roll_quota_day(rel, now)
-    allowance = min(max_tasks, rel.daily_quota - rel.quota_used)
+    gate = reserve_quota_day(session, node_id, rules, now)
+    if gate.blocked_reason:
+        return LeaseOutcome([], None, notice=f"node blocked from new work: {gate.blocked_reason}")
+    allowance = min(max_tasks, gate.daily_quota - gate.quota_used)
     if allowance <= 0:
         return LeaseOutcome(
             [], None,
-            notice=f"daily quota of {rel.daily_quota} tasks used up (it resets at 00:00 UTC and "
+            notice=f"daily quota of {gate.daily_quota} tasks used up (it resets at 00:00 UTC and "
             "grows back with valid results)",
         )
 
     fail_overdue_tasks(session, now, limit=500)
 
-    if pg:
+    if is_postgresql(session):
         _prefer_ordered_scan(session)
+    params = {"now": now, "node_id": node_id, "operator_id": operator_id, "limit": allowance}
     candidate_ids: list[str] = []
     for model in sorted(set(model_names)):
-        candidate_ids.extend(
-            session.scalars(_candidate_query(model, node_id, operator_id, now, allowance, pg))
-        )
+        candidate_ids.extend(session.scalars(_CANDIDATES, {**params, "model_name": model}))
     if not candidate_ids:
         return LeaseOutcome([], None)
 
-    # Fresh snapshot of the locked candidates: the exact rules are applied here.
-    tasks = {
-        r.id: r
-        for r in session.execute(
-            select(
-                T.c.id, T.c.model_name, T.c.inputs, T.c.priority, T.c.created_at, T.c.replicas,
-                T.c.adaptive, T.c.replicas_needed, T.c.status, T.c.leasable_at,
-            ).where(T.c.id.in_(candidate_ids))
-        )
-    }
-    assignments = load_assignments(session, candidate_ids)
-    chosen = []
-    for tid in sorted(tasks, key=lambda i: (-tasks[i].priority, tasks[i].created_at, i)):
-        t = tasks[tid]
-        if t.status not in UNDECIDED or t.leasable_at is None:
-            continue
-        rows = assignments.get(tid, [])
-        live = [a for a in rows if a.is_live(now)]
-        if any(a.node_id == node_id and (a.status == SUBMITTED or a in live) for a in rows):
-            continue
-        if any(a.operator_id == operator_id and a.node_id != node_id for a in live):
-            continue
-        needed = t.replicas_needed
-        unreplicated = False
-        if not live:
-            # Nothing counts toward the task yet: (re)decide adaptive replication for this node.
-            needed = t.replicas
-            cv = rel.consecutive_valid
-            if (
-                t.adaptive
-                and t.replicas > 1
-                and cv >= rules.adaptive_threshold
-                and rng.random() < 1.0 - 1.0 / cv
-            ):
-                needed, unreplicated = 1, True
-        if len(live) >= needed:
-            continue
-        if len(live) + 1 < needed:
-            leasable_at = now
-        else:
-            leasable_at = min([a.lease_expires_at for a in live if a.status == LEASED] + [expires])
-        chosen.append((t, needed, unreplicated, leasable_at))
-        if len(chosen) >= allowance:
-            break
+    # A fresh snapshot of the locked candidates: the exact rules are applied to it.
+    slots = [SlotView(*r) for r in session.execute(_SLOTS, {**params, "ids": candidate_ids})]
+    chosen = plan_leases(slots, allowance=allowance, consecutive_valid=gate.consecutive_valid, now=now,
+                         expires=expires, rng=rng, rules=rules)
     if not chosen:
         return LeaseOutcome([], None)
 
@@ -277,57 +327,51 @@ def lease_tasks(
         update_columns=("status", "unreplicated", "leased_at", "lease_expires_at", "outcome"),
         rows=[
             {
-                "task_id": t.id,
+                "task_id": p.task.id,
                 "node_id": node_id,
                 "operator_id": operator_id,
                 "status": LEASED,
-                "unreplicated": unreplicated,
+                "unreplicated": p.unreplicated,
                 "leased_at": now,
                 "lease_expires_at": expires,
                 "outcome": ResultOutcome.PENDING.value,
             }
-            for t, _n, unreplicated, _l in chosen
+            for p in chosen
         ],
     )
-    chosen_ids = [t.id for t, *_ in chosen]
-    # Expired leases on these tasks have now been replaced: their late results will be refused.
-    session.execute(
-        update(A)
-        .where(
-            A.c.task_id.in_(chosen_ids),
-            A.c.status == LEASED,
-            A.c.lease_expires_at <= now,
-            A.c.node_id != node_id,
-        )
-        .values(status=AssignmentStatus.EXPIRED.value)
+    replaced = [p.task.id for p in chosen if p.task.has_expired]
+    if replaced:
+        session.execute(_EXPIRE_REPLACED, {"ids": replaced, "now": now, "b_node_id": node_id})
+    bulk_update(
+        session, T, keys=("id",), columns=("status", "replicas_needed", "leasable_at"),
+        rows=[
+            {"id": p.task.id, "status": TaskStatus.IN_PROGRESS.value, "replicas_needed": p.replicas_needed,
+             "leasable_at": p.leasable_at}
+            for p in chosen
+        ],
     )
-    groups: dict[tuple[int, datetime], list[str]] = defaultdict(list)
-    for t, needed, _u, leasable_at in chosen:
-        groups[(needed, leasable_at)].append(t.id)
-    for (needed, leasable_at), ids in groups.items():
-        session.execute(
-            update(T)
-            .where(T.c.id.in_(ids))
-            .values(status=TaskStatus.IN_PROGRESS.value, replicas_needed=needed, leasable_at=leasable_at)
-        )
-    rel.quota_used += len(chosen)
-    rel.updated_at = now
-    session.flush()
-    grants = [
-        LeaseGrant(t.id, t.model_name, t.inputs, expires, unreplicated) for t, _n, unreplicated, _l in chosen
-    ]
-    return LeaseOutcome(grants, expires)
+    use_quota(session, node_id, len(chosen), now)
+    return LeaseOutcome(
+        [LeaseGrant(p.task.id, p.task.model_name, p.task.inputs, expires, p.unreplicated) for p in chosen],
+        expires,
+    )
+
+
+_LOCK_TASKS = (
+    select(
+        T.c.id, T.c.status, T.c.fail_reason, T.c.replicas, T.c.quorum, T.c.tolerance,
+        T.c.max_replicas, T.c.replicas_needed, T.c.leasable_at, T.c.result, T.c.challenge_expected,
+        T.c.deadline_at,
+    )
+    .where(T.c.id.in_(_IDS))
+    .order_by(T.c.id)
+    .with_for_update()
+)
 
 
 def _lock_tasks(session: Session, task_ids: list[str]) -> dict[str, Any]:
     """Lock the tasks in id order (every writer does, so they cannot deadlock) and return them."""
-    stmt = select(
-        T.c.id, T.c.status, T.c.fail_reason, T.c.replicas, T.c.quorum, T.c.tolerance,
-        T.c.max_replicas, T.c.replicas_needed, T.c.leasable_at, T.c.result, T.c.challenge_expected,
-    ).where(T.c.id.in_(sorted(set(task_ids)))).order_by(T.c.id)
-    if is_postgresql(session):
-        stmt = stmt.with_for_update()
-    return {r.id: r for r in session.execute(stmt)}
+    return {r.id: r for r in session.execute(_LOCK_TASKS, {"ids": sorted(set(task_ids))})}
 
 
 @dataclass(frozen=True)

@@ -8,20 +8,59 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
+from types import SimpleNamespace
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
 from noderr_core.tables.tasks import NodeReliability
-from noderr_core.tasks.bulk import dialect_insert, is_postgresql
+from noderr_core.tasks.bulk import bulk_update, dialect_insert, is_postgresql
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
+
+
+R = NodeReliability.__table__
+# Columns a batch of results may change (written back in one statement per batch).
+_MUTABLE = tuple(c.name for c in R.c if c.name != "node_id")
+
+
+def _new_rows(node_ids: list[str], rules: ReliabilityRules, now: datetime) -> list[dict]:
+    return [
+        {
+            "node_id": n,
+            "consecutive_valid": 0,
+            "consecutive_invalid": 0,
+            "consecutive_errors": 0,
+            "results_count": 0,
+            "valid_count": 0,
+            "invalid_count": 0,
+            "error_count": 0,
+            "unreplicated_count": 0,
+            "daily_quota": rules.base_daily_quota,
+            "quota_used": 0,
+            "updated_at": now,
+        }
+        for n in node_ids
+    ]
+
+
+def _create_missing(session: Session, node_ids: list[str], rules: ReliabilityRules, now: datetime) -> None:
+    # First work for these nodes: create their rows (a concurrent creator is harmless).
+    session.execute(
+        dialect_insert(session, R).on_conflict_do_nothing(index_elements=["node_id"]),
+        _new_rows(node_ids, rules, now),
+    )
 
 
 def lock_reliability(
     session: Session, node_ids: list[str], rules: ReliabilityRules, now: datetime
 ) -> dict[str, NodeReliability]:
-    """The nodes' reliability rows (created if missing), locked, in node-id order (no deadlocks)."""
+    """The nodes' reliability rows as ORM objects (created if missing), locked, in node-id order.
+
+    For admin actions; the task hot path uses `lock_reliability_records` (no ORM objects).
+    """
     node_ids = sorted(set(node_ids))
     if not node_ids:
         return {}
@@ -35,37 +74,81 @@ def lock_reliability(
     found = session.scalars(stmt).all()
     missing = sorted(set(node_ids) - {r.node_id for r in found})
     if missing:
-        # First work for these nodes: create their rows (a concurrent creator is harmless), lock all.
-        rows = [
-            {
-                "node_id": n,
-                "consecutive_valid": 0,
-                "consecutive_invalid": 0,
-                "consecutive_errors": 0,
-                "results_count": 0,
-                "valid_count": 0,
-                "invalid_count": 0,
-                "error_count": 0,
-                "unreplicated_count": 0,
-                "daily_quota": rules.base_daily_quota,
-                "quota_used": 0,
-                "updated_at": now,
-            }
-            for n in missing
-        ]
-        session.execute(
-            dialect_insert(session, NodeReliability.__table__).on_conflict_do_nothing(index_elements=["node_id"]),
-            rows,
-        )
+        _create_missing(session, missing, rules, now)
         found = session.scalars(stmt).all()
     return {r.node_id: r for r in found}
 
 
-def roll_quota_day(rel: NodeReliability, now: datetime) -> None:
-    day = now.date().isoformat()
-    if rel.quota_day != day:
-        rel.quota_day = day
-        rel.quota_used = 0
+_LOCK_RECORDS = (
+    select(R).where(R.c.node_id.in_(bindparam("ids", expanding=True))).order_by(R.c.node_id).with_for_update()
+)
+
+
+def lock_reliability_records(
+    session: Session, node_ids: list[str], rules: ReliabilityRules, now: datetime
+) -> dict[str, SimpleNamespace]:
+    """The nodes' reliability rows as plain records (created if missing), locked in node-id order.
+
+    Change them with `apply_events`, then store them with `store_reliability_records`.
+    """
+    node_ids = sorted(set(node_ids))
+    if not node_ids:
+        return {}
+    found = session.execute(_LOCK_RECORDS, {"ids": node_ids}).mappings().all()
+    missing = sorted(set(node_ids) - {r["node_id"] for r in found})
+    if missing:
+        _create_missing(session, missing, rules, now)
+        found = session.execute(_LOCK_RECORDS, {"ids": node_ids}).mappings().all()
+    return {r["node_id"]: SimpleNamespace(**r) for r in found}
+
+
+def store_reliability_records(session: Session, records: list[SimpleNamespace]) -> None:
+    bulk_update(session, R, keys=("node_id",), columns=_MUTABLE, rows=[vars(r) for r in records])
+
+
+@dataclass(frozen=True)
+class LeaseGate:
+    blocked_reason: str | None
+    consecutive_valid: int
+    daily_quota: int
+    quota_used: int  # today's, after the day rolled over
+
+
+@lru_cache(maxsize=4)
+def _reserve_statement(dialect: str):
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(R)
+    ins = ins.values({c: bindparam(f"b_{c}") for c in _new_rows(["x"], DEFAULT_RULES, datetime.min)[0]} | {
+        "quota_day": bindparam("b_quota_day")})
+    return ins.on_conflict_do_update(
+        index_elements=[R.c.node_id],
+        set_={
+            "quota_used": case((R.c.quota_day == ins.excluded.quota_day, R.c.quota_used), else_=0),
+            "quota_day": ins.excluded.quota_day,
+        },
+    ).returning(R.c.blocked_reason, R.c.consecutive_valid, R.c.daily_quota, R.c.quota_used)
+
+
+def reserve_quota_day(session: Session, node_id: str, rules: ReliabilityRules, now: datetime) -> LeaseGate:
+    """Lock the node's reliability row for a lease (creating it, rolling its quota to today).
+
+    One statement (an upsert that returns the row): concurrent leases by the same node queue on
+    the row lock, so two of them cannot both spend the last of the day's quota.
+    """
+    [values] = _new_rows([node_id], rules, now)
+    params = {f"b_{k}": v for k, v in values.items()} | {"b_quota_day": now.date().isoformat()}
+    row = session.execute(_reserve_statement(session.get_bind().dialect.name), params).one()
+    return LeaseGate(*row)
+
+
+_USE_QUOTA = (
+    update(R)
+    .where(R.c.node_id == bindparam("b_node_id"))
+    .values(quota_used=R.c.quota_used + bindparam("b_n"), updated_at=bindparam("b_now"))
+)
+
+
+def use_quota(session: Session, node_id: str, n: int, now: datetime) -> None:
+    session.execute(_USE_QUOTA, {"b_node_id": node_id, "b_n": n, "b_now": now})
 
 
 @dataclass
@@ -79,7 +162,7 @@ class NodeEvents:
 
 
 def apply_events(
-    rel: NodeReliability, events: NodeEvents, rules: ReliabilityRules, now: datetime
+    rel: NodeReliability | SimpleNamespace, events: NodeEvents, rules: ReliabilityRules, now: datetime
 ) -> None:
     """Fold one batch of a node's events into its record (streaks, quota, blocking)."""
     if events.turnarounds_ms:

@@ -21,15 +21,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from noderr_core.tables.tasks import AssignmentStatus, ResultOutcome, TaskStatus
 from noderr_core.tasks.bulk import bulk_update
 from noderr_core.tasks.challenges import judge_challenge
 from noderr_core.tasks.comparison import largest_agreeing_group, outputs_agree
-from noderr_core.tasks.leasing import A, T, _lock_tasks, fail_overdue_tasks
-from noderr_core.tasks.reliability import NodeEvents, apply_events, lock_reliability
+from noderr_core.tasks.leasing import DEADLINE_PASSED, A, T, _lock_tasks, fail_past_deadline
+from noderr_core.tasks.reliability import (
+    NodeEvents,
+    apply_events,
+    lock_reliability_records,
+    store_reliability_records,
+)
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
 from noderr_core.timeutil import utcnow
 from noderr_protocol.work import TaskResultIn
@@ -50,6 +55,20 @@ class ResultAckView:
     reason: str | None = None
 
 
+_REPLICAS = (
+    select(
+        A.c.task_id, A.c.node_id, A.c.status, A.c.outcome, A.c.lease_expires_at, A.c.leased_at,
+        A.c.unreplicated, A.c.result, A.c.error, A.c.submitted_at, A.c.model_version,
+    )
+    .where(A.c.task_id.in_(bindparam("ids", expanding=True)))
+    .order_by(A.c.task_id, A.c.id)
+)
+
+
+# What `_evaluate` may change on a still-undecided task (the other columns it returns are NULL).
+_TASK_STATE = ("status", "leasable_at", "replicas_needed", "result", "fail_reason")
+
+
 def _ms(delta) -> float:
     return delta.total_seconds() * 1000.0
 
@@ -63,20 +82,19 @@ def submit_results(
     rules: ReliabilityRules = DEFAULT_RULES,
 ) -> list[ResultAckView]:
     now = now or utcnow()
-    # Undecided at the deadline = failed, even if a result arrives before any lease call noticed.
-    fail_overdue_tasks(session, now, task_ids=sorted({r.task_id for r in results}))
     tasks = {tid: dict(r._mapping) for tid, r in _lock_tasks(session, [r.task_id for r in results]).items()}
+    # Undecided at the deadline = failed, even if a result arrives before any lease call noticed.
+    overdue = [
+        t["id"] for t in tasks.values()
+        if t["leasable_at"] is not None and t["deadline_at"] is not None and t["deadline_at"] <= now
+    ]
+    fail_past_deadline(session, overdue, now)
+    for tid in overdue:
+        tasks[tid].update(status=TaskStatus.FAILED.value, fail_reason=DEADLINE_PASSED, leasable_at=None)
     rows_by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     if tasks:
-        for r in session.execute(
-            select(
-                A.c.task_id, A.c.node_id, A.c.status, A.c.outcome, A.c.lease_expires_at, A.c.leased_at,
-                A.c.unreplicated, A.c.result, A.c.error, A.c.submitted_at, A.c.model_version,
-            )
-            .where(A.c.task_id.in_(list(tasks)))
-            .order_by(A.c.task_id, A.c.id)
-        ):
-            rows_by_task[r.task_id].append(dict(r._mapping))
+        for r in session.execute(_REPLICAS, {"ids": list(tasks)}).mappings():
+            rows_by_task[r["task_id"]].append(dict(r))
 
     events: dict[str, NodeEvents] = defaultdict(NodeEvents)
     mine_changed: list[dict[str, Any]] = []
@@ -151,8 +169,8 @@ def submit_results(
         if task["status"] not in (TaskStatus.QUEUED.value, TaskStatus.IN_PROGRESS.value):
             continue
         update = _evaluate(task, rows_by_task[tid], now, events, judged)
-        if update is not None:
-            task_updates.append(update)
+        if any(update[k] != task[k] for k in _TASK_STATE):
+            task_updates.append(update)  # (an unchanged row is not rewritten)
 
     bulk_update(
         session, A, keys=("task_id", "node_id"),
@@ -169,10 +187,10 @@ def submit_results(
         rows=task_updates,
     )
     if events:
-        rels = lock_reliability(session, list(events), rules, now)
+        records = lock_reliability_records(session, list(events), rules, now)
         for nid, ev in events.items():
-            apply_events(rels[nid], ev, rules, now)
-        session.flush()
+            apply_events(records[nid], ev, rules, now)
+        store_reliability_records(session, list(records.values()))
     return acks
 
 
@@ -182,7 +200,7 @@ def _evaluate(
     now: datetime,
     events: dict[str, NodeEvents],
     judged: list[dict[str, Any]],
-) -> dict[str, Any] | None:
+) -> dict[str, Any]:
     """Decide one undecided task from its rows (mutated in place); returns the task's new values."""
     results = [r for r in rows if r["status"] == SUBMITTED and r["outcome"] == PENDING]
     errors = [r for r in rows if r["status"] == SUBMITTED and r["outcome"] == ERROR]
