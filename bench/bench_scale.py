@@ -1,5 +1,6 @@
-"""Scale: heartbeats per API process (open loop, 1 and 2 uvicorn workers), overload at 3×, and node
-health at 10,000 nodes — each against a baseline measured in the same run on the same PostgreSQL.
+"""Scale: heartbeats per API process (open loop, 1 and 2 uvicorn workers) and overload at 3×, each
+against a baseline measured in the same run on the same PostgreSQL (node health at 10,000 nodes
+moved to bench/bench_health.py).
 
 1. Heartbeats. A raw-socket open-loop generator (bench/loadgen.py, its own process; its CPU share
    is reported) sends `POST /v1/nodes/heartbeat` for 2,000 distinct nodes at rising rates. The
@@ -9,10 +10,7 @@ health at 10,000 nodes — each against a baseline measured in the same run on t
    scale simulation: how capacity grows with processes on this machine).
    Baseline: the same write (insert the heartbeat, set the node's last heartbeat) in raw psycopg2
    on one connection, no HTTP — what the database alone sustains from one client.
-2. Node health at 10,000 nodes. All 10,000 online nodes silent past the threshold:
-   `apply_node_health` (set-based: offline marks, alerts, audit entries, one digest per recipient)
-   against raw SQL doing the essential part (one UPDATE … RETURNING, one INSERT … SELECT of the
-   alerts, one digest row per recipient).
+2. Node health at 10,000 nodes: see bench/bench_health.py.
 
 The machine is shared (2 cores; PostgreSQL, the API and the generator on it together): figures
 are what this box gives at the time of the run; ratios are the comparable part.
@@ -153,59 +151,6 @@ def _overload(url: str, keys: list[str], rate: float, duration: float) -> tuple[
     return over, after
 
 
-def _health_at_scale(db_url: str, dsn: str) -> tuple[float, float]:
-    """Seconds for apply_node_health over HEALTH_NODES stale nodes, and for the raw SQL."""
-    import psycopg2
-    from sqlalchemy import text
-
-    from noderr_core.audit import Actor
-    from noderr_core.db import make_engine, make_session_factory
-    from noderr_core.network import apply_node_health, find_stale_nodes
-    from noderr_core.settings import Settings
-    from noderr_core.timeutil import utcnow
-
-    engine = make_engine(db_url)
-    factory = make_session_factory(engine)
-    settings = Settings(env="test", database_url=db_url, admin_alert_emails="ops1@example.com,ops2@example.com")
-
-    def reset():
-        with engine.begin() as c:
-            c.execute(text("DELETE FROM outbox; DELETE FROM alerts; DELETE FROM audit_log; DELETE FROM heartbeats"))
-            # HEALTH_NODES silent for an hour; the rest of the fleet reported just now (so this is
-            # nodes failing, not the control plane: see noderr_core.network.assess_control_plane).
-            c.execute(text("UPDATE nodes SET status = 'online', status_reason = NULL, last_heartbeat_at = "
-                           "CASE WHEN id < :edge THEN now() - interval '1 hour' ELSE now() END"),
-                      {"edge": f"node_{HEALTH_NODES:016x}"})
-
-    reset()
-    now = utcnow()
-    started = time.perf_counter()
-    with factory() as s:
-        ids = [n.node_id for n in find_stale_nodes(s, offline_after_seconds=120, now=now)]
-        report = apply_node_health(s, node_ids=ids, alert_ids=[], offline_after_seconds=120, settings=settings,
-                                   actor=Actor.system("bench"), now=now)
-        s.commit()
-    ours = time.perf_counter() - started
-    assert len(report.marked_offline) == HEALTH_NODES, len(report.marked_offline)
-    print(f"   node health: {HEALTH_NODES} nodes offline in {ours:.2f}s, {report.emails_queued} emails", flush=True)
-
-    reset()
-    started = time.perf_counter()
-    with psycopg2.connect(dsn) as c, c.cursor() as cur:
-        cur.execute("UPDATE nodes SET status = 'offline', status_reason = 'silent' WHERE status = 'online' "
-                    "AND last_heartbeat_at < now() - interval '120 seconds' RETURNING id, operator_id")
-        rows = cur.fetchall()
-        cur.execute("INSERT INTO alerts (kind, node_id, opened_at, details) SELECT 'node_offline', id, now(), "
-                    "'{}' FROM nodes WHERE id = ANY(%s)", ([r[0] for r in rows],))
-        for op in sorted({r[1] for r in rows}) + ["a1", "a2"]:
-            cur.execute("INSERT INTO outbox (kind, payload, status, attempts, max_attempts, idempotency_key, "
-                        "created_at, next_attempt_at) VALUES ('email', '{}', 'pending', 0, 12, %s, now(), now())",
-                        (f"raw:{op}",))
-    raw = time.perf_counter() - started
-    engine.dispose()
-    return ours, raw
-
-
 def cluster_pid(cluster) -> int:
     """The postmaster's pid (its children are the backends)."""
     pid_file = Path(cluster.data) / "postmaster.pid"
@@ -267,11 +212,6 @@ def run(ctx: BenchContext) -> list[BenchRow]:
                 f"{answered}/{over['sent']} answered (200: {over['ok']}, 503 shed: {over['shed']}, other: "
                 f"{over['other']}, no answer: {over['failures']}), p99 {over['p99']:.0f} ms; right after: "
                 f"{after['ok']}/{after['sent']} OK"))
-        ours, raw = _health_at_scale(db_url, dsn)
-        rows.append(BenchRow(
-            "scale", f"node health: {HEALTH_NODES} nodes offline per s (set-based job)", HEALTH_NODES / ours,
-            "nodes/s", "raw SQL UPDATE…RETURNING + INSERT…SELECT", HEALTH_NODES / raw, True,
-            f"{ours:.2f}s vs {raw:.2f}s; includes alerts, audit entries and one digest per recipient"))
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)

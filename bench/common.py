@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,3 +46,26 @@ def percentile(samples: list[float], pct: float) -> float:
 
 def median(samples: list[float]) -> float:
     return statistics.median(samples) if samples else float("nan")
+
+
+@contextmanager
+def migrated_postgres(name: str) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster with one migrated database `name`; yields its URL."""
+    import os
+    import shutil
+    import tempfile
+
+    from noderr_core.migrations import upgrade_database
+    from noderr_local.postgres import PostgresCluster
+
+    root = Path(tempfile.mkdtemp(prefix=f"noderr-bench-{name}-pg-"))
+    os.chmod(root, 0o755)  # the cluster runs as an unprivileged user
+    cluster = PostgresCluster(root)
+    try:
+        cluster.start()
+        cluster.admin_execute(f"CREATE DATABASE {name}")
+        upgrade_database(cluster.url(name))
+        yield cluster.url(name)
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)

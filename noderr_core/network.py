@@ -19,16 +19,35 @@ nothing twice:
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Integer,
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from noderr_core.audit import Actor, audit
-from noderr_core.email import enqueue_email
+from noderr_core.email import email_outbox_row
+from noderr_core.outbox import enqueue_many
 from noderr_core.tables import (
     AdminUser,
     AuditLogEntry,
@@ -116,13 +135,7 @@ def find_closable_alerts(session: Session, *, limit: int | None = None) -> list[
     stmt = (
         select(Alert.id, Alert.node_id, Node.status)
         .join(Node, Node.id == Alert.node_id)
-        .where(
-            Alert.closed_at.is_(None),
-            or_(
-                and_(Node.status == NodeStatus.ONLINE, Node.last_heartbeat_at > Alert.opened_at),
-                Node.status.in_([NodeStatus.SUSPENDED, NodeStatus.REMOVED]),
-            ),
-        )
+        .where(_closable_condition())
         .order_by(Alert.id)
     )
     if limit is not None:
@@ -131,6 +144,50 @@ def find_closable_alerts(session: Session, *, limit: int | None = None) -> list[
         ClosableAlert(alert_id, node_id, _close_reason(status))
         for alert_id, node_id, status in session.execute(stmt)
     ]
+
+
+@dataclass(frozen=True)
+class HealthBacklog:
+    """What the health job would find to do now, in two aggregate reads (the sensor's view): the
+    numbers and bounds name the work, so a new incident gives a new run key."""
+
+    stale_nodes: int
+    stale_since: tuple[datetime | None, datetime | None]  # oldest and newest last heartbeat
+    closable_alerts: int
+    closable_ids: tuple[int | None, int | None]  # lowest and highest alert id
+
+    def candidate_keys(self) -> list[str]:
+        keys = []
+        if self.stale_nodes:
+            oldest, newest = (t.isoformat() if t else "never" for t in self.stale_since)
+            keys.append(f"offline:{self.stale_nodes}:{oldest}:{newest}")
+        if self.closable_alerts:
+            keys.append(f"close:{self.closable_alerts}:{self.closable_ids[0]}:{self.closable_ids[1]}")
+        return keys
+
+
+def health_backlog(session: Session, *, offline_after_seconds: int,
+                   now: datetime | None = None) -> HealthBacklog:
+    """How many nodes are stale and how many alerts closable now (`find_stale_nodes` and
+    `find_closable_alerts`, counted in SQL instead of listed)."""
+    cutoff = offline_cutoff(now or utcnow(), offline_after_seconds)
+    stale, oldest, newest = session.execute(
+        select(func.count(), func.min(Node.last_heartbeat_at), func.max(Node.last_heartbeat_at))
+        .where(_stale_condition(cutoff))).one()
+    closable, first, last = session.execute(
+        select(func.count(), func.min(Alert.id), func.max(Alert.id))
+        .join(Node, Node.id == Alert.node_id).where(_closable_condition())).one()
+    return HealthBacklog(stale, (oldest, newest), closable, (first, last))
+
+
+def _closable_condition():
+    return and_(
+        Alert.closed_at.is_(None),
+        or_(
+            and_(Node.status == NodeStatus.ONLINE, Node.last_heartbeat_at > Alert.opened_at),
+            Node.status.in_([NodeStatus.SUSPENDED, NodeStatus.REMOVED]),
+        ),
+    )
 
 
 def _close_reason(node_status: str) -> str:
@@ -278,7 +335,7 @@ def close_alert(
 # a network of one or two nodes going quiet is more likely the nodes themselves.
 OUTAGE_MIN_FLEET = 3
 # Past this many nodes, a digest lists the first ones and says how many more (the dashboard has all).
-DIGEST_MAX_LISTED = 200
+DIGEST_MAX_LISTED = 20
 DIGEST_TEMPLATE = "nodes_health_digest"
 
 
@@ -324,195 +381,261 @@ def assess_control_plane(
 
 
 def apply_node_health(
-    session: Session, *, node_ids: list[str], alert_ids: list[int], offline_after_seconds: int,
-    settings: Settings, actor: Actor, now: datetime | None = None,
+    session: Session, *, node_ids: list[str] | None, alert_ids: list[int] | None,
+    offline_after_seconds: int, settings: Settings, actor: Actor, now: datetime | None = None,
 ) -> HealthReport:
-    """What the health job does with the sensor's decision; safe to run any number of times.
+    """What the health job does; safe to run any number of times.
 
-    Set-based: one conditional UPDATE … RETURNING takes every still-stale node offline, one insert
-    opens their alerts, one UPDATE closes the recovered ones; emails go out as one digest per
-    recipient per run (a person concerned by a single node gets the single-node email). While the
-    control plane itself is held responsible (`assess_control_plane`), no node is taken offline.
+    `node_ids` / `alert_ids`: the nodes to take offline and the alerts to close if their condition
+    still holds; None = every node stale now / every closable alert (the job's sweep), [] = none.
+
+    Set-based end to end, whatever the number of nodes: one conditional UPDATE … RETURNING takes
+    the still-stale nodes offline, one INSERT … SELECT opens their alerts, one INSERT … SELECT
+    writes their audit rows (one per node: why, last heartbeat, alert), and one query gives each
+    recipient's count and first nodes for one digest per recipient (a person concerned by a single
+    node gets the single-node email). Closing is two UPDATEs (recovered; suspended or removed),
+    one INSERT … SELECT of `alert.closed` audit rows and one recovery digest per recipient. While
+    the control plane itself is held responsible (`assess_control_plane`), no node goes offline.
     """
     now = now or utcnow()
     report = HealthReport()
-    before = session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
-    admins = alert_recipients(session, settings) if (node_ids or alert_ids) else []
-    if node_ids:
+    admins = alert_recipients(session, settings) if (node_ids is None or node_ids or alert_ids is None
+                                                     or alert_ids) else []
+    if node_ids is None or node_ids:
         health = assess_control_plane(
             session, offline_after_seconds=offline_after_seconds,
             outage_after_seconds=settings.control_plane_outage_after_seconds, now=now)
         if health.holding_back:
-            report.unchanged_nodes.extend(node_ids)
+            report.unchanged_nodes.extend(node_ids or [])
             report.held_back_reason = health.reason
         else:
             opened = _mark_offline_many(session, node_ids, offline_after_seconds, actor, now, report)
-            _queue_digests(session, opened, settings, admins, "offline", offline_after_seconds)
-    if alert_ids:
-        closed = _close_alerts_many(session, alert_ids, actor, now, report)
-        _queue_digests(session, closed, settings, admins, "recovered", offline_after_seconds)
+            report.emails_queued += _queue_digests(session, opened, settings, admins, "offline",
+                                                   offline_after_seconds)
+    if alert_ids is None or alert_ids:
+        recovered = _close_alerts_many(session, alert_ids, actor, now, report)
+        report.emails_queued += _queue_digests(session, recovered, settings, admins, "recovered",
+                                               offline_after_seconds)
     session.flush()
-    after = session.scalar(select(func.count()).select_from(OutboxMessage)) or 0
-    report.emails_queued = after - before
     return report
 
 
-def _mark_offline_many(session: Session, node_ids: list[str], offline_after_seconds: int,
-                       actor: Actor, now: datetime, report: HealthReport) -> list[_AlertFacts]:
-    """Take the still-stale nodes offline; returns the alerts opened (a flapping node keeps its
-    open alert and is not announced again)."""
+def _among(column, ids: list, dialect: str):
+    """`column IN ids` as one bound value whatever the number of ids (no 10,000-parameter IN)."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, ids, type_=postgresql.ARRAY(column.type)))
+    rows = func.json_each(json.dumps(ids)).table_valued("value")
+    return column.in_(select(rows.c.value))
+
+
+def _iso(column, dialect: str, *, seconds: bool = False):
+    """A stored UTC timestamp as `datetime.isoformat()` writes it, computed in SQL."""
+    if dialect == "postgresql":
+        pattern = 'YYYY-MM-DD"T"HH24:MI:SS' + ("" if seconds else ".US")
+        text_ = type_coerce(func.to_char(column, pattern), String)
+    else:  # SQLAlchemy stores 'YYYY-MM-DD HH:MM:SS.ffffff' in SQLite
+        text_ = type_coerce(func.replace(column, " ", "T"), String)
+        if seconds:
+            text_ = type_coerce(func.substr(text_, 1, 19), String)
+    return text_ + "+00:00"
+
+
+def _json_object(dialect: str, **values):
+    """A JSON object built in SQL (the values are columns or expressions)."""
+    fn = func.json_build_object if dialect == "postgresql" else func.json_object
+    args = []
+    for key, value in values.items():
+        args += [literal(key, String), value]
+    return type_coerce(fn(*args), JSON)
+
+
+def _mark_offline_many(session: Session, node_ids: list[str] | None, offline_after_seconds: int,
+                       actor: Actor, now: datetime, report: HealthReport) -> list[int]:
+    """Take the still-stale nodes offline; returns the ids of the alerts opened (a flapping node
+    keeps its open alert and is not announced again)."""
+    dialect = session.get_bind().dialect.name
     cutoff = offline_cutoff(now, offline_after_seconds)
     reason = f"no heartbeat for more than {offline_after_seconds}s"
-    changed = {
-        r.id: r.last_heartbeat_at
-        for r in session.execute(
-            update(Node)
-            .where(Node.id.in_(sorted(set(node_ids))), _stale_condition(cutoff))
-            .values(status=NodeStatus.OFFLINE, status_reason=reason)
-            .returning(Node.id, Node.last_heartbeat_at)
-            .execution_options(synchronize_session=False)
-        )
-    }
-    report.unchanged_nodes.extend(n for n in node_ids if n not in changed)
-    report.marked_offline.extend(n for n in node_ids if n in changed)
+    stmt = update(Node).where(_stale_condition(cutoff))
+    if node_ids is not None:
+        stmt = stmt.where(_among(Node.id, sorted(set(node_ids)), dialect))
+    changed = session.scalars(
+        stmt.values(status=NodeStatus.OFFLINE, status_reason=reason).returning(Node.id)
+        .execution_options(synchronize_session=False)).all()
+    report.marked_offline.extend(sorted(changed))
+    if node_ids is not None:
+        done = set(changed)
+        report.unchanged_nodes.extend(n for n in node_ids if n not in done)
     if not changed:
         return []
-    audit_rows = [
-        _audit_row(actor, now, "node.offline", "node", node_id,
-                   {"reason": reason, "last_heartbeat_at": last.isoformat() if last else None})
-        for node_id, last in changed.items()
-    ]
-    already = set(session.scalars(
-        select(Alert.node_id).where(Alert.node_id.in_(list(changed)), Alert.kind == AlertKind.NODE_OFFLINE,
-                                    Alert.closed_at.is_(None))))
-    new_alerts = [
-        {"kind": AlertKind.NODE_OFFLINE.value, "node_id": node_id, "opened_at": now, "closed_at": None,
-         "details": {
-             "last_heartbeat_at": last.isoformat() if last else None,
-             "offline_after_seconds": offline_after_seconds,
-             "reason": reason + (f" (last at {last.isoformat(timespec='seconds')})" if last else " (never reported)"),
-         }}
-        for node_id, last in changed.items() if node_id not in already
-    ]
-    alerts: list[_AlertFacts] = []
-    if new_alerts:
-        # One multi-row INSERT … RETURNING (batched by SQLAlchemy), no ORM unit of work per row.
-        ids = session.execute(insert(Alert.__table__).returning(Alert.__table__.c.id, sort_by_parameter_order=True),
-                              new_alerts).scalars().all()
-        for alert_id, row in zip(ids, new_alerts, strict=True):
-            alerts.append(_detached_alert(alert_id, row))
-            audit_rows.append(_audit_row(actor, now, "alert.opened", "alert", alert_id,
-                                         {"kind": row["kind"], "node_id": row["node_id"]}))
-            report.alerts_opened.append(alert_id)
-    session.execute(insert(AuditLogEntry.__table__), audit_rows)
-    return alerts
+    in_changed = _among(Node.id, list(changed), dialect)
+    last = _iso(Node.last_heartbeat_at, dialect)
+    why = literal(reason, String) + func.coalesce(
+        literal(" (last at ", String) + _iso(Node.last_heartbeat_at, dialect, seconds=True) + ")",
+        literal(" (never reported)", String))
+    alerts = Alert.__table__
+    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    opened = session.scalars(
+        insert_fn(alerts).from_select(
+            ["kind", "node_id", "opened_at", "details"],
+            select(literal(AlertKind.NODE_OFFLINE.value, String), Node.id,
+                   literal(now, alerts.c.opened_at.type),
+                   _json_object(dialect, last_heartbeat_at=last,
+                                offline_after_seconds=literal(offline_after_seconds, Integer), reason=why))
+            .where(in_changed),
+        )
+        # A node still holding an open alert (uq_alerts_open_kind_node) keeps it.
+        .on_conflict_do_nothing(index_elements=["kind", "node_id"], index_where=alerts.c.closed_at.is_(None))
+        .returning(alerts.c.id)).all()
+    report.alerts_opened.extend(sorted(opened))
+    # One audit row per node: when, by whom and why it went offline, and its (new or kept) alert.
+    open_alert = and_(Alert.node_id == Node.id, Alert.kind == AlertKind.NODE_OFFLINE, Alert.closed_at.is_(None))
+    session.execute(_audit_from_select(
+        select(Node.id, _json_object(dialect, reason=why, last_heartbeat_at=last, alert_id=Alert.id))
+        .select_from(Node).outerjoin(Alert, open_alert).where(in_changed),
+        actor, now, "node.offline", "node"))
+    return list(opened)
 
 
-def _audit_row(actor: Actor, now: datetime, action: str, subject_type: str, subject_id, details: dict) -> dict:
-    """An audit_log row as `audit()` writes it, for bulk inserts."""
-    return {"at": now, "actor_type": actor.type, "actor_id": actor.id, "actor_label": actor.label,
-            "action": action, "subject_type": subject_type, "subject_id": str(subject_id), "details": details}
+def _audit_from_select(rows, actor: Actor, now: datetime, action: str, subject_type: str):
+    """INSERT … SELECT of audit_log rows (as `audit()` writes them) from (subject id, details) rows."""
+    log = AuditLogEntry.__table__
+    subject_id, details = rows.selected_columns
+    return insert(log).from_select(
+        ["at", "actor_type", "actor_id", "actor_label", "action", "subject_type", "subject_id", "details"],
+        rows.with_only_columns(
+            literal(now, log.c.at.type), literal(actor.type, String), literal(actor.id, String),
+            literal(actor.label, String), literal(action, String), literal(subject_type, String),
+            cast(subject_id, String), details,
+        ),
+    )
+
+
+def _close_alerts_many(session: Session, alert_ids: list[int] | None, actor: Actor, now: datetime,
+                       report: HealthReport) -> list[int]:
+    """Close the alerts whose node is back or gone; returns the recovered ones (for the digest)."""
+    dialect = session.get_bind().dialect.name
+
+    def close(condition, reason, recovered_at):
+        merged = (
+            type_coerce(cast(cast(Alert.details, postgresql.JSONB).op("||")(func.jsonb_build_object(
+                "closed_reason", reason, "recovered_heartbeat_at", recovered_at)), JSON), JSON)
+            if dialect == "postgresql" else
+            type_coerce(func.json_set(Alert.details, "$.closed_reason", reason,
+                                      "$.recovered_heartbeat_at", recovered_at), JSON)
+        )
+        stmt = update(Alert).where(Alert.node_id == Node.id, Alert.closed_at.is_(None), condition)
+        if alert_ids is not None:
+            stmt = stmt.where(_among(Alert.id, sorted(set(alert_ids)), dialect))
+        return session.scalars(stmt.values(closed_at=now, details=merged).returning(Alert.id)
+                               .execution_options(synchronize_session=False)).all()
+
+    recovered = close(and_(Node.status == NodeStatus.ONLINE, Node.last_heartbeat_at > Alert.opened_at),
+                      literal(CLOSE_RECOVERED, String), _iso(Node.last_heartbeat_at, dialect))
+    gone = close(Node.status.in_([NodeStatus.SUSPENDED, NodeStatus.REMOVED]),
+                 case((Node.status == NodeStatus.SUSPENDED, CLOSE_NODE_SUSPENDED), else_=CLOSE_NODE_REMOVED),
+                 literal(None, String))
+    closed = sorted([*recovered, *gone])
+    report.alerts_closed.extend(closed)
+    if alert_ids is not None:
+        done = set(closed)
+        report.unchanged_alerts.extend(a for a in alert_ids if a not in done)
+    if closed:
+        reason = (Alert.details["closed_reason"].as_string())
+        session.execute(_audit_from_select(
+            select(Alert.id, _json_object(dialect, node_id=Alert.node_id, reason=reason))
+            .where(_among(Alert.id, closed, dialect)),
+            actor, now, "alert.closed", "alert"))
+    return list(recovered)
 
 
 @dataclass(frozen=True)
-class _AlertFacts:
-    """What the e-mails say about an alert (a plain record: no ORM object per alert at scale)."""
+class _Listed:
+    """An alert and its node as the emails describe them: a plain record (at most
+    DIGEST_MAX_LISTED per recipient, never one per node of the event)."""
 
-    id: int
+    id: int  # the alert
     node_id: str
+    region: str | None
+    tier: str | None
     opened_at: datetime
     closed_at: datetime | None
-    details: dict
+    last_heartbeat_at: str | None  # when the node was last heard of as it went offline
+    recovered_heartbeat_at: str | None
+    offline_after_seconds: int | None
+
+    @classmethod
+    def of(cls, alert: Alert, node: Node) -> _Listed:
+        details = alert.details or {}
+        return cls(alert.id, node.id, node.region, node.tier, alert.opened_at, alert.closed_at,
+                   details.get("last_heartbeat_at"), details.get("recovered_heartbeat_at"),
+                   details.get("offline_after_seconds"))
 
 
-def _detached_alert(alert_id: int, row: dict) -> _AlertFacts:
-    return _AlertFacts(alert_id, row["node_id"], row["opened_at"], row["closed_at"], row["details"])
-
-
-def _close_alerts_many(session: Session, alert_ids: list[int], actor: Actor, now: datetime,
-                       report: HealthReport) -> list[Alert]:
-    """Close the alerts whose node is back (returned, for the recovery digest) or gone."""
-    rows = session.execute(
-        select(Alert, Node.status, Node.last_heartbeat_at)
+def _queue_digests(session: Session, alert_ids: list[int], settings: Settings, admins: list[str],
+                   event: str, offline_after_seconds: int) -> int:
+    """One email per recipient for this event's alerts: the operator about their nodes, each admin
+    about all; each gives the count and the first DIGEST_MAX_LISTED nodes with a link to the rest.
+    A recipient concerned by one node gets the single-node email. Returns the emails queued."""
+    if not alert_ids:
+        return 0
+    dialect = session.get_bind().dialect.name
+    ranked = (
+        select(Alert.id, Alert.node_id, Alert.opened_at, Alert.closed_at, Node.region, Node.tier,
+               Node.last_heartbeat_at, Node.operator_id,
+               func.count().over(partition_by=Node.operator_id).label("mine"),
+               func.row_number().over(partition_by=Node.operator_id, order_by=Node.id).label("rank_mine"),
+               func.row_number().over(order_by=Node.id).label("rank_all"))
         .join(Node, Node.id == Alert.node_id)
-        .where(Alert.id.in_(sorted(set(alert_ids))), Alert.closed_at.is_(None))
+        .where(_among(Alert.id, alert_ids, dialect))
+        .subquery()
+    )
+    rows = session.execute(
+        select(ranked, Operator.email, Operator.full_name)
+        .join(Operator, Operator.id == ranked.c.operator_id)
+        .where(or_(ranked.c.rank_mine <= DIGEST_MAX_LISTED, ranked.c.rank_all <= DIGEST_MAX_LISTED))
+        .order_by(ranked.c.node_id)
     ).all()
-    recovered: list[Alert] = []
-    for alert, status, last in rows:
-        back = status == NodeStatus.ONLINE and last is not None and last > alert.opened_at
-        if not back and status not in (NodeStatus.SUSPENDED, NodeStatus.REMOVED):
-            continue
-        reason = CLOSE_RECOVERED if back else _close_reason(status)
-        details = dict(alert.details or {}, closed_reason=reason)
-        if back:
-            details["recovered_heartbeat_at"] = last.isoformat()
-        changed = session.execute(
-            update(Alert).where(Alert.id == alert.id, Alert.closed_at.is_(None))
-            .values(closed_at=now, details=details).execution_options(synchronize_session=False)
-        ).rowcount
-        if changed != 1:
-            continue
-        set_committed_value(alert, "closed_at", now)
-        set_committed_value(alert, "details", details)
-        audit(session, actor, "alert.closed", "alert", alert.id, node_id=alert.node_id, reason=reason)
-        report.alerts_closed.append(alert.id)
-        if back:
-            recovered.append(alert)
-    closed = set(report.alerts_closed)
-    report.unchanged_alerts.extend(a for a in alert_ids if a not in closed)
-    return recovered
-
-
-def _queue_digests(session: Session, alerts: list[Alert], settings: Settings, admins: list[str],
-                   event: str, offline_after_seconds: int) -> None:
-    """One email per recipient for this batch of alerts: the operator about their nodes, each
-    admin about all. A recipient concerned by one node gets the single-node email."""
-    if not alerts:
-        return
-    template_single = OFFLINE_EMAIL_TEMPLATE if event == "offline" else RECOVERED_EMAIL_TEMPLATE
-    nodes = {n.id: n for n in session.execute(
-        select(Node.id, Node.operator_id, Node.region, Node.tier).where(Node.id.in_([a.node_id for a in alerts])))}
-    operators = {o.id: o for o in session.scalars(
-        select(Operator).where(Operator.id.in_({n.operator_id for n in nodes.values()})))}
-    by_recipient: dict[str, tuple[str, Operator | None, list[Alert]]] = {}
-    for alert in alerts:
-        op = operators.get(nodes[alert.node_id].operator_id)
-        if op is not None:
-            by_recipient.setdefault(op.email.lower(), (op.email, op, []))[2].append(alert)
+    total = len(alert_ids)
+    by_recipient: dict[str, tuple[str, str, str | None, int, list[_Listed]]] = {}
+    everyone: list[_Listed] = []
+    for r in rows:
+        beat = r.last_heartbeat_at.isoformat() if r.last_heartbeat_at else None
+        listed = _Listed(r.id, r.node_id, r.region, r.tier, r.opened_at, r.closed_at,
+                         beat if event == "offline" else None, beat if event != "offline" else None,
+                         offline_after_seconds)
+        if r.rank_all <= DIGEST_MAX_LISTED:
+            everyone.append(listed)
+        if r.rank_mine <= DIGEST_MAX_LISTED:
+            by_recipient.setdefault(r.email.lower(), (r.email, "operator", r.full_name, r.mine, []))[4].append(listed)
     for email in admins:
         # An admin who also runs nodes hears about every node once, as an admin.
-        by_recipient[email.lower()] = (email, None, list(alerts))
+        by_recipient[email.lower()] = (email, "admin", None, total, everyone)
     base = settings.public_base_url.rstrip("/")
-    for _key, (to, op, mine) in sorted(by_recipient.items()):
-        role = "operator" if op is not None else "admin"
-        if len(mine) == 1:
-            alert = mine[0]
-            node = nodes[alert.node_id]
-            _queue_alert_emails_to(session, alert, node, settings, template_single, [(to, role)],
-                                   operator=operators.get(node.operator_id))
+    template_single = OFFLINE_EMAIL_TEMPLATE if event == "offline" else RECOVERED_EMAIL_TEMPLATE
+    event_key = f"{min(alert_ids)}-{max(alert_ids)}-{total}"  # the alerts of one run: disjoint per run
+    messages = []
+    for _key, (to, role, name, count, mine) in sorted(by_recipient.items()):
+        if count == 1:
+            messages += _alert_email_rows(mine[0], settings, template_single, [(to, role)], name)
             continue
-        ids = sorted(a.id for a in mine)
-        listed = sorted(mine, key=lambda a: a.node_id)[:DIGEST_MAX_LISTED]
-        enqueue_email(
-            session,
+        messages.append(email_outbox_row(
             template=DIGEST_TEMPLATE,
             to=to,
             context={
-                "event": event, "count": len(mine), "recipient_role": role,
-                "operator_name": op.full_name if op else None,
+                "event": event, "count": count, "recipient_role": role, "operator_name": name,
                 "offline_after_seconds": offline_after_seconds,
-                "alerts_url": f"{base}/admin",
+                "alerts_url": f"{base}/admin" if role == "admin" else f"{base}/operator",
                 "nodes": [{"node_id": a.node_id, "alert_id": a.id,
-                           "last_heartbeat_at": (a.details or {}).get(
-                               "last_heartbeat_at" if event == "offline" else "recovered_heartbeat_at")}
-                          for a in listed],
+                           "last_heartbeat_at": a.last_heartbeat_at or a.recovered_heartbeat_at}
+                          for a in mine],
             },
-            # One per (event, set of alerts, recipient): a retried run never sends it twice.
-            idempotency_key=(f"email:{DIGEST_TEMPLATE}:{event}:"
-                             f"{sha256_hex(','.join(map(str, ids)))[:16]}:{sha256_hex(to.lower())[:16]}"),
+            # One per (event's alerts, recipient): a retried run never sends it twice.
+            idempotency_key=f"email:{DIGEST_TEMPLATE}:{event}:{event_key}:{sha256_hex(to.lower())[:16]}",
             subject_type="alert",
-            subject_id=ids[0],
-        )
+            subject_id=min(alert_ids),
+        ))
+    return enqueue_many(session, messages)
 
 
 def _queue_alert_emails(session: Session, alert: Alert, node: Node, settings: Settings,
@@ -523,26 +646,28 @@ def _queue_alert_emails(session: Session, alert: Alert, node: Node, settings: Se
         recipients.append((operator.email, "operator"))
     admins = alert_recipients(session, settings) if admin_recipients is None else admin_recipients
     recipients.extend((email, "admin") for email in admins)
-    _queue_alert_emails_to(session, alert, node, settings, template, recipients, operator=operator)
+    enqueue_many(session, _alert_email_rows(_Listed.of(alert, node), settings, template, recipients,
+                                            operator.full_name if operator else None))
 
 
-def _queue_alert_emails_to(session: Session, alert: Alert, node: Node, settings: Settings,
-                           template: str, recipients: list[tuple[str, str]],
-                           operator: Operator | None) -> None:
+def _alert_email_rows(alert: _Listed, settings: Settings, template: str,
+                      recipients: list[tuple[str, str]], operator_name: str | None) -> list[dict]:
+    """The single-node email to each recipient (outbox values)."""
     base = settings.public_base_url.rstrip("/")
     common = {
-        "node_id": node.id,
-        "node_region": node.region,
-        "node_tier": node.tier,
+        "node_id": alert.node_id,
+        "node_region": alert.region,
+        "node_tier": alert.tier,
         "alert_id": alert.id,
         "opened_at": alert.opened_at.isoformat(timespec="seconds"),
         "closed_at": alert.closed_at.isoformat(timespec="seconds") if alert.closed_at else None,
-        "last_heartbeat_at": (alert.details or {}).get("last_heartbeat_at"),
-        "recovered_heartbeat_at": (alert.details or {}).get("recovered_heartbeat_at"),
-        "offline_after_seconds": (alert.details or {}).get("offline_after_seconds"),
-        "operator_name": operator.full_name if operator else None,
+        "last_heartbeat_at": alert.last_heartbeat_at,
+        "recovered_heartbeat_at": alert.recovered_heartbeat_at,
+        "offline_after_seconds": alert.offline_after_seconds,
+        "operator_name": operator_name,
         "node_url": None,
     }
+    rows: list[dict] = []
     seen: set[str] = set()
     for to, role in recipients:
         if to.lower() in seen:  # an admin who also runs the node gets one email
@@ -550,19 +675,19 @@ def _queue_alert_emails_to(session: Session, alert: Alert, node: Node, settings:
         seen.add(to.lower())
         context = dict(common, recipient_role=role)
         if role == "admin":
-            context["node_url"] = f"{base}/admin/nodes/{node.id}"
+            context["node_url"] = f"{base}/admin/nodes/{alert.node_id}"
         else:  # the operator's own page (wallet sign-in)
-            context["node_url"] = f"{base}/operator/nodes/{node.id}"
-        enqueue_email(
-            session,
+            context["node_url"] = f"{base}/operator/nodes/{alert.node_id}"
+        rows.append(email_outbox_row(
             template=template,
             to=to,
             context=context,
             # One per (alert, event, recipient): re-runs and relays never send it twice.
             idempotency_key=f"email:{template}:alert:{alert.id}:{sha256_hex(to.lower())[:16]}",
             subject_type="node",
-            subject_id=node.id,
-        )
+            subject_id=alert.node_id,
+        ))
+    return rows
 
 
 def node_status_counts(session: Session) -> dict[str, int]:

@@ -17,18 +17,23 @@ from sqlalchemy.orm import Session
 
 from noderr_core.email.rendering import RenderedEmail, render_email, render_subject, template_exists
 from noderr_core.tables import OutboxKind, OutboxMessage
-from noderr_core.outbox import enqueue
+from noderr_core.outbox import enqueue_row, outbox_row
 from noderr_core.security import seal
 
-__all__ = ["enqueue_email", "render_email", "RenderedEmail", "UnknownEmailTemplate"]
+__all__ = ["enqueue_email", "email_outbox_row", "render_email", "RenderedEmail", "UnknownEmailTemplate"]
 
 
 class UnknownEmailTemplate(ValueError):
     pass
 
 
-def enqueue_email(
-    session: Session,
+def enqueue_email(session: Session, **message: Any) -> OutboxMessage:
+    """Queue one email (`message`: the keyword arguments of `email_outbox_row`); a second call with
+    the same idempotency key returns the first row."""
+    return enqueue_row(session, email_outbox_row(**message))
+
+
+def email_outbox_row(
     *,
     template: str,
     to: str,
@@ -38,8 +43,16 @@ def enqueue_email(
     subject_id: str | int | None = None,
     secret_context: dict[str, str] | None = None,
     secret_key: str | None = None,
-) -> OutboxMessage:
-    """Queue one email; a second call with the same idempotency key returns the first row."""
+) -> dict[str, Any]:
+    """One email as outbox values; many of them go in one statement through
+    `noderr_core.outbox.enqueue_many`."""
+    return outbox_row(kind=OutboxKind.EMAIL, idempotency_key=idempotency_key,
+                      payload=_email_payload(template, to, context, secret_context, secret_key),
+                      subject_type=subject_type, subject_id=subject_id)
+
+
+def _email_payload(template: str, to: str, context: dict[str, Any],
+                   secret_context: dict[str, str] | None, secret_key: str | None) -> dict[str, Any]:
     if not template_exists(template):
         raise UnknownEmailTemplate(
             f"no email template {template!r}: add noderr_core/email/templates/{template}"
@@ -60,11 +73,4 @@ def enqueue_email(
         import json
 
         payload["sealed_context"] = seal(json.dumps(secret_context), secret_key)
-    return enqueue(
-        session,
-        kind=OutboxKind.EMAIL,
-        idempotency_key=idempotency_key,
-        payload=payload,
-        subject_type=subject_type,
-        subject_id=subject_id,
-    )
+    return payload

@@ -15,6 +15,9 @@ from noderr_core.outbox.queue import (
     due_count,
     due_ids,
     enqueue,
+    enqueue_many,
+    enqueue_row,
+    outbox_row,
     record_failure,
     record_success,
     retry_now,
@@ -24,6 +27,8 @@ from noderr_core.tables.outbox import OutboxKind
 
 __all__ = [
     "Delivered", "DeliveryFailed", "OutboxHandler", "OutboxKind", "RelayReport", "backoff_seconds",
-    "claim_due", "due_count", "due_ids", "enqueue", "record_failure", "record_success", "relay_due",
+    "claim_due", "due_count", "due_ids", "enqueue", "enqueue_many", "enqueue_row", "outbox_row",
+    "record_failure",
+    "record_success", "relay_due",
     "retry_now",
 ]

@@ -40,8 +40,27 @@ def backoff_seconds(attempt: int, *, base: float = BACKOFF_BASE_SECONDS,
     return delay / 2 + rnd * delay / 2
 
 
-def enqueue(
-    session: Session,
+def enqueue(session: Session, **message: Any) -> OutboxMessage:
+    """Insert the message (`message`: the keyword arguments of `outbox_row`) unless one with its
+    idempotency key exists; return the stored row.
+
+    Uses INSERT ... ON CONFLICT DO NOTHING (not check-then-insert), so concurrent producers of the
+    same key end with exactly one row; a second call returns the first row unchanged.
+    """
+    return enqueue_row(session, outbox_row(**message))
+
+
+def enqueue_row(session: Session, row: dict[str, Any]) -> OutboxMessage:
+    """`enqueue` of prepared values (`outbox_row`, `noderr_core.email.email_outbox_row`)."""
+    enqueue_many(session, [row])
+    stored = session.scalar(
+        select(OutboxMessage).where(OutboxMessage.idempotency_key == row["idempotency_key"])
+    )
+    assert stored is not None  # inserted above or committed by a concurrent producer
+    return stored
+
+
+def outbox_row(
     *,
     kind: str,
     idempotency_key: str,
@@ -49,16 +68,13 @@ def enqueue(
     subject_type: str | None = None,
     subject_id: str | int | None = None,
     max_attempts: int | None = None,
-) -> OutboxMessage:
-    """Insert the message unless one with this idempotency key exists; return the stored row.
-
-    Uses INSERT ... ON CONFLICT DO NOTHING (not check-then-insert), so concurrent producers of the
-    same key end with exactly one row; a second call returns the first row unchanged.
-    """
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The values of one pending message, for `enqueue_many`."""
     if not idempotency_key:
         raise ValueError("an outbox message needs a non-empty idempotency key")
-    now = utcnow()
-    values = {
+    now = now or utcnow()
+    return {
         "kind": str(kind),
         "idempotency_key": idempotency_key,
         "payload": payload,
@@ -70,17 +86,19 @@ def enqueue(
         "next_attempt_at": now,
         "created_at": now,
     }
+
+
+def enqueue_many(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert many messages (`outbox_row` values) in one statement, skipping idempotency keys
+    already queued; returns how many were new."""
+    if not rows:
+        return 0
     dialect = session.get_bind().dialect.name
     insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert_fn(OutboxMessage).values(**values).on_conflict_do_nothing(
-        index_elements=["idempotency_key"]
-    )
-    session.execute(stmt)
-    row = session.scalar(
-        select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key)
-    )
-    assert row is not None  # inserted above or committed by a concurrent producer
-    return row
+    stmt = (insert_fn(OutboxMessage).values(rows)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(OutboxMessage.id))
+    return len(session.execute(stmt).all())
 
 
 def claim_due(

@@ -10,7 +10,6 @@ import json
 import threading
 from datetime import timedelta
 
-import dagster as dg
 import pytest
 from sqlalchemy import select
 
@@ -30,11 +29,8 @@ from noderr_core.network import (
 from noderr_core.settings import Settings
 from noderr_core.telemetry import record_heartbeat
 from noderr_core.timeutil import utcnow
-from noderr_pipelines.defs.network.jobs import node_health_job
-from noderr_pipelines.defs.network.resources import NodeHealthPolicy
-from noderr_pipelines.defs.network.sensors import node_health_sensor
-from noderr_pipelines.resources import DatabaseResource
 from noderr_protocol.work import HeartbeatIn
+from tests.support.platform import run_job, sensor_tick
 
 THRESHOLD = 60
 
@@ -217,27 +213,6 @@ def test_concurrent_health_runs_open_a_single_alert(
 # --- Dagster: sensor + job -------------------------------------------------------------------
 
 
-def sensor_tick(db_url: str, cursor: str | None) -> dg.SensorResult:
-    context = dg.build_sensor_context(
-        cursor=cursor,
-        resources={
-            "database": DatabaseResource(database_url=db_url),
-            "node_health": NodeHealthPolicy(offline_after_seconds=THRESHOLD),
-        },
-    )
-    return node_health_sensor(context)
-
-
-def run_job(db_url: str, run_request: dg.RunRequest) -> dg.ExecuteInProcessResult:
-    return node_health_job.execute_in_process(
-        run_config=run_request.run_config,
-        resources={
-            "database": DatabaseResource(database_url=db_url),
-            "node_health": NodeHealthPolicy(offline_after_seconds=THRESHOLD),
-        },
-    )
-
-
 def test_sensor_requests_each_incident_once_and_the_job_carries_it_out(
     db_url, session_factory, node_with_heartbeat_age, alert_admin
 ):
@@ -248,10 +223,11 @@ def test_sensor_requests_each_incident_once_and_the_job_carries_it_out(
     assert len(first.run_requests) == 1
     request = first.run_requests[0]
     config = request.run_config["ops"]["apply_node_health_changes"]["config"]
-    assert config == {"node_ids": [stale_id], "alert_ids": []}
+    assert config == {"node_ids": None, "alert_ids": []}  # every node stale when the run starts
     assert request.run_key.startswith("node-health:")
     requested = json.loads(first.cursor)["requested"]
-    assert list(requested) == [f"offline:{stale_id}:{_last_beat(session_factory, stale_id)}"]
+    beat = _last_beat(session_factory, stale_id)
+    assert list(requested) == [f"offline:1:{beat}:{beat}"]
 
     # Same state, cursor carried over: nothing new to request.
     second = sensor_tick(db_url, first.cursor)
@@ -273,7 +249,7 @@ def test_sensor_requests_each_incident_once_and_the_job_carries_it_out(
     # Running the same request again (a retry) changes nothing and sends nothing.
     again = run_job(db_url, request)
     assert again.success
-    assert again.output_for_node("apply_node_health_changes")["unchanged_nodes"] == [stale_id]
+    assert again.output_for_node("apply_node_health_changes")["marked_offline"] == []
     with session_factory() as s:
         assert s.get(Node, stale_id).status == NodeStatus.OFFLINE
         assert s.get(Node, fresh_id).status == NodeStatus.ONLINE
@@ -290,10 +266,10 @@ def test_sensor_requests_each_incident_once_and_the_job_carries_it_out(
     assert len(recovery.run_requests) == 1
     close_request = recovery.run_requests[0]
     assert close_request.run_config["ops"]["apply_node_health_changes"]["config"] == {
-        "node_ids": [], "alert_ids": [alert_id]
+        "node_ids": [], "alert_ids": None
     }
     assert close_request.run_key != request.run_key
-    assert list(json.loads(recovery.cursor)["requested"]) == [f"close:{alert_id}"]
+    assert list(json.loads(recovery.cursor)["requested"]) == [f"close:1:{alert_id}:{alert_id}"]
     assert run_job(db_url, close_request).success
     assert run_job(db_url, close_request).success
     with session_factory() as s:

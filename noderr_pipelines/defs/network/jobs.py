@@ -9,10 +9,14 @@ from noderr_pipelines.resources import DatabaseResource
 
 
 class NodeHealthConfig(dg.Config):
-    """Nodes the sensor found stale and alerts it found closable (each re-checked by the job)."""
+    """Which nodes to take offline and which alerts to close, each if its condition still holds:
+    None = every node stale / every alert closable when the run starts (the sensor's sweep)."""
 
-    node_ids: list[str] = []
-    alert_ids: list[int] = []
+    node_ids: list[str] | None = None
+    alert_ids: list[int] | None = None
+
+
+SUMMARY_LISTED = 20  # ids named in the run's output; the counts cover the rest
 
 
 @dg.op
@@ -34,16 +38,16 @@ def apply_node_health_changes(
         )
     if report.held_back_reason:
         context.log.warning(report.held_back_reason)
-    for node_id in report.marked_offline:
-        context.log.info(f"node {node_id} is offline")
-    for alert_id in report.alerts_closed:
-        context.log.info(f"alert {alert_id} closed")
+    # One line per run, not per node: a 10,000-node event is one event in the run's log too.
+    context.log.info(
+        f"{len(report.marked_offline)} node(s) offline, {len(report.alerts_opened)} alert(s) opened, "
+        f"{len(report.alerts_closed)} closed, {report.emails_queued} email(s) queued")
     summary = {
-        "marked_offline": report.marked_offline,
-        "alerts_opened": report.alerts_opened,
-        "alerts_closed": report.alerts_closed,
-        "unchanged_nodes": report.unchanged_nodes,
-        "unchanged_alerts": report.unchanged_alerts,
+        "marked_offline": report.marked_offline[:SUMMARY_LISTED],
+        "alerts_opened": report.alerts_opened[:SUMMARY_LISTED],
+        "alerts_closed": report.alerts_closed[:SUMMARY_LISTED],
+        "unchanged_nodes": report.unchanged_nodes[:SUMMARY_LISTED],
+        "unchanged_alerts": report.unchanged_alerts[:SUMMARY_LISTED],
         "emails_queued": report.emails_queued,
         "held_back_reason": report.held_back_reason,
     }
