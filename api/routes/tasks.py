@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+import orjson
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, WithJsonSchema
 
@@ -42,14 +43,12 @@ from noderr_core.tasks import (
 from noderr_core.tasks.rules import MAX_SUBMIT_BODY_BYTES, MAX_TASK_IDS_PER_READ, MAX_TASKS_PER_SUBMIT
 from noderr_protocol.tasks import SubmitTasksRequest, SubmitTasksResponse, TaskBatchPublic, TaskPublic
 from noderr_protocol.work import (
-    LeasedTask,
     LeaseExtendRequest,
     LeaseExtendResponse,
     LeaseRequest,
     LeaseResponse,
     ReleaseRequest,
     ReleaseResponse,
-    ResultAck,
     ResultBatch,
     ResultBatchAck,
 )
@@ -69,7 +68,7 @@ node_router = APIRouter(
 
 @node_router.post("/lease", response_model=LeaseResponse)
 async def post_lease(body: LeaseRequest, node: CurrentNode, request: Request,
-                     settings: SettingsDep) -> LeaseResponse:
+                     settings: SettingsDep) -> Response:
     def lease(session):
         # The bonding gate (docs/staking.md): one primary-key read of node_stakes, never an RPC.
         if settings.stake_gate_enabled and not stake_allows_leasing(session, node.id):
@@ -83,22 +82,24 @@ async def post_lease(body: LeaseRequest, node: CurrentNode, request: Request,
             lease_seconds=body.lease_seconds,
         )
 
-    outcome = await run_in_transaction(
-        request,
-        lease,
-    )
-    return LeaseResponse(
-        tasks=[
-            LeasedTask(
-                task_id=g.task_id, model_name=g.model_name, inputs=g.inputs,
-                lease_expires_at=g.lease_expires_at,
-            )
+    outcome = await run_in_transaction(request, lease)
+    # Built here rather than through LeaseResponse: each task's inputs go out as the JSON text
+    # stored at submission (validated then), never parsed and re-validated per lease. The shape is
+    # LeaseResponse's (the route's published schema; tests/test_api_fuzz.py checks answers by it).
+    return _protocol_json({
+        "tasks": [
+            {"task_id": g.task_id, "model_name": g.model_name, "inputs": orjson.Fragment(g.inputs_json),
+             "lease_expires_at": g.lease_expires_at}
             for g in outcome.grants
         ],
-        lease_expires_at=outcome.lease_expires_at,
-        retry_after_seconds=1.0 if outcome.notice is None else 60.0,
-        notice=outcome.notice,
-    )
+        "lease_expires_at": outcome.lease_expires_at,
+        "retry_after_seconds": 1.0 if outcome.notice is None else 60.0,
+        "notice": outcome.notice,
+    })
+
+
+def _protocol_json(payload: dict) -> Response:
+    return Response(orjson.dumps(payload, option=orjson.OPT_UTC_Z), media_type="application/json")
 
 
 @node_router.post("/lease/extend", response_model=LeaseExtendResponse)
@@ -114,10 +115,11 @@ async def post_lease_extend(body: LeaseExtendRequest, node: CurrentNode, request
 
 
 @node_router.post("/results", response_model=ResultBatchAck)
-async def post_results(body: ResultBatch, node: CurrentNode, request: Request) -> ResultBatchAck:
+async def post_results(body: ResultBatch, node: CurrentNode, request: Request) -> Response:
     acks = await run_in_transaction(
         request, lambda session: submit_results(session, node_id=node.id, results=body.results))
-    return ResultBatchAck(acks=[ResultAck(task_id=a.task_id, status=a.status, reason=a.reason) for a in acks])
+    # ResultBatchAck's shape, serialized directly (64 acks per call on the hot path).
+    return _protocol_json({"acks": [{"task_id": a.task_id, "status": a.status, "reason": a.reason} for a in acks]})
 
 
 @node_router.post("/release", response_model=ReleaseResponse)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, literal, or_, select, text, update
+import orjson
+from sqlalchemy import Text, and_, bindparam, case, cast, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from noderr_core.tables.tasks import (
@@ -46,9 +47,13 @@ UNDECIDED = (TaskStatus.QUEUED.value, TaskStatus.IN_PROGRESS.value)
 class LeaseGrant:
     task_id: str
     model_name: str
-    inputs: dict[str, Any]
+    inputs_json: str  # the inputs exactly as stored (validated at submission): sent on as they are
     lease_expires_at: datetime
     unreplicated: bool
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return orjson.loads(self.inputs_json)
 
 
 @dataclass(frozen=True)
@@ -121,7 +126,7 @@ def _build_slot_query():
     leased_live = and_(A.c.status == LEASED, A.c.lease_expires_at > _NOW)
     return (
         select(
-            T.c.id, T.c.model_name, T.c.inputs, T.c.priority, T.c.created_at, T.c.replicas, T.c.adaptive,
+            T.c.id, T.c.model_name, cast(T.c.inputs, Text).label("inputs_json"), T.c.priority, T.c.created_at, T.c.replicas, T.c.adaptive,
             T.c.replicas_needed, T.c.status, T.c.leasable_at,
             func.count(A.c.id).filter(live).label("live"),
             _flag(and_(A.c.node_id == _NODE, or_(A.c.status == SUBMITTED, leased_live))).label("mine"),
@@ -206,7 +211,7 @@ class SlotView:
 
     id: str
     model_name: str
-    inputs: dict[str, Any]
+    inputs_json: str
     priority: int
     created_at: datetime
     replicas: int
@@ -352,7 +357,7 @@ def lease_tasks(
     )
     use_quota(session, node_id, len(chosen), now)
     return LeaseOutcome(
-        [LeaseGrant(p.task.id, p.task.model_name, p.task.inputs, expires, p.unreplicated) for p in chosen],
+        [LeaseGrant(p.task.id, p.task.model_name, p.task.inputs_json, expires, p.unreplicated) for p in chosen],
         expires,
     )
 
