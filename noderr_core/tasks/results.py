@@ -28,7 +28,14 @@ from noderr_core.tables.tasks import AssignmentStatus, ResultOutcome, TaskStatus
 from noderr_core.tasks.bulk import bulk_update
 from noderr_core.tasks.challenges import judge_challenge
 from noderr_core.tasks.comparison import largest_agreeing_group, outputs_agree
-from noderr_core.tasks.leasing import DEADLINE_PASSED, A, T, _lock_tasks, fail_past_deadline
+from noderr_core.tasks.leasing import (
+    DEADLINE_PASSED,
+    A,
+    T,
+    _lock_tasks,
+    fail_past_deadline,
+    prefer_index_plans,
+)
 from noderr_core.tasks.reliability import (
     NodeEvents,
     apply_events,
@@ -82,6 +89,7 @@ def submit_results(
     rules: ReliabilityRules = DEFAULT_RULES,
 ) -> list[ResultAckView]:
     now = now or utcnow()
+    prefer_index_plans(session)
     tasks = {tid: dict(r._mapping) for tid, r in _lock_tasks(session, [r.task_id for r in results]).items()}
     # Undecided at the deadline = failed, even if a result arrives before any lease call noticed.
     overdue = [
