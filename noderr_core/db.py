@@ -8,11 +8,13 @@ silently created directory (a typo in NODERR_DATABASE_URL must not start an empt
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -87,7 +89,18 @@ def make_engine(url: str, **kwargs) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("json_serializer", json_text)
     return _create_engine(url, scheme, **kwargs)
+
+
+def json_text(value) -> str:
+    """JSON column values as text: orjson (several times faster than `json` on the task hot path's
+    tensors), falling back to `json` for what orjson refuses (integers beyond 64 bits: on-chain
+    amounts). PostgreSQL only: its `json` type refuses NaN either way."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
 
 
 def _create_engine(url: str, scheme: str, **kwargs) -> Engine:

@@ -53,6 +53,12 @@ VALID = ResultOutcome.VALID.value
 INVALID = ResultOutcome.INVALID.value
 ERROR = ResultOutcome.ERROR.value
 INCONCLUSIVE = ResultOutcome.INCONCLUSIVE.value
+RELEASED = AssignmentStatus.RELEASED.value
+EXPIRED = AssignmentStatus.EXPIRED.value
+IN_PROGRESS = TaskStatus.IN_PROGRESS.value
+VALIDATED = TaskStatus.VALIDATED.value
+FAILED = TaskStatus.FAILED.value
+UNDECIDED = (TaskStatus.QUEUED.value, IN_PROGRESS)
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,7 @@ def submit_results(
 ) -> list[ResultAckView]:
     now = now or utcnow()
     prefer_index_plans(session)
-    tasks = {tid: dict(r._mapping) for tid, r in _lock_tasks(session, [r.task_id for r in results]).items()}
+    tasks = {tid: r._asdict() for tid, r in _lock_tasks(session, [r.task_id for r in results]).items()}
     # Undecided at the deadline = failed, even if a result arrives before any lease call noticed.
     overdue = [
         t["id"] for t in tasks.values()
@@ -98,11 +104,11 @@ def submit_results(
     ]
     fail_past_deadline(session, overdue, now)
     for tid in overdue:
-        tasks[tid].update(status=TaskStatus.FAILED.value, fail_reason=DEADLINE_PASSED, leasable_at=None)
+        tasks[tid].update(status=FAILED, fail_reason=DEADLINE_PASSED, leasable_at=None)
     rows_by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     if tasks:
-        for r in session.execute(_REPLICAS, {"ids": list(tasks)}).mappings():
-            rows_by_task[r["task_id"]].append(dict(r))
+        for r in session.execute(_REPLICAS, {"ids": list(tasks)}):
+            rows_by_task[r.task_id].append(r._asdict())
 
     events: dict[str, NodeEvents] = defaultdict(NodeEvents)
     mine_changed: list[dict[str, Any]] = []
@@ -126,13 +132,13 @@ def submit_results(
         elif row["status"] == SUBMITTED:
             acks.append(ResultAckView(tid, "duplicate", "a result from this node is already recorded"))
             continue
-        elif row["status"] == AssignmentStatus.RELEASED.value:
+        elif row["status"] == RELEASED:
             reason = "this node released the task"
-        elif row["status"] == AssignmentStatus.EXPIRED.value:
+        elif row["status"] == EXPIRED:
             reason = "lease expired and the replica was given to another node"
-        elif task["status"] == TaskStatus.FAILED.value:
+        elif task["status"] == FAILED:
             reason = f"task already failed: {task['fail_reason']}"
-        elif task["status"] == TaskStatus.VALIDATED.value and row["lease_expires_at"] <= now:
+        elif task["status"] == VALIDATED and row["lease_expires_at"] <= now:
             reason = "lease expired and the task was validated without this result"
         elif (res.outputs is None) == (res.error is None):
             reason = "a result carries either outputs or an error"
@@ -157,7 +163,7 @@ def submit_results(
             row["judged_at"] = now
             ev.outcomes.append((ERROR, False))
             ev.last_error = res.error
-        elif task["status"] == TaskStatus.VALIDATED.value:
+        elif task["status"] == VALIDATED:
             # A replica still under lease when the quorum formed: judged against the answer.
             ok = outputs_agree(task["result"], res.outputs, task["tolerance"])
             row["outcome"] = VALID if ok else INVALID
@@ -174,7 +180,7 @@ def submit_results(
     task_updates: list[dict[str, Any]] = []
     for tid in touched:
         task = tasks[tid]
-        if task["status"] not in (TaskStatus.QUEUED.value, TaskStatus.IN_PROGRESS.value):
+        if task["status"] not in UNDECIDED:
             continue
         update = _evaluate(task, rows_by_task[tid], now, events, judged)
         if any(update[k] != task[k] for k in _TASK_STATE):
@@ -215,7 +221,7 @@ def _evaluate(
     live_leases = [r for r in rows if r["status"] == LEASED and r["lease_expires_at"] > now]
     needed = task["replicas_needed"]
     base = {
-        "id": task["id"], "status": TaskStatus.IN_PROGRESS.value, "result": None,
+        "id": task["id"], "status": IN_PROGRESS, "result": None,
         "agreeing_node_ids": None, "validated_by": None, "fail_reason": None, "decided_at": None,
         "leasable_at": task["leasable_at"], "replicas_needed": needed,
     }
@@ -239,7 +245,7 @@ def _evaluate(
 
     if needed == 1 and len(results) == 1 and results[0]["unreplicated"]:
         judge(results[0], VALID, False)
-        return {**base, "status": TaskStatus.VALIDATED.value, "result": results[0]["result"],
+        return {**base, "status": VALIDATED, "result": results[0]["result"],
                 "agreeing_node_ids": [results[0]["node_id"]], "validated_by": "unreplicated",
                 "decided_at": now, "leasable_at": None}
 
@@ -258,7 +264,7 @@ def _evaluate(
                 judge(r, INCONCLUSIVE, False)  # another version's answer: not comparable, not wrong
             else:
                 judge(r, INVALID, checked)
-        return {**base, "status": TaskStatus.VALIDATED.value, "result": pivot["result"],
+        return {**base, "status": VALIDATED, "result": pivot["result"],
                 "agreeing_node_ids": [results[i]["node_id"] for i in group.members],
                 "validated_by": "quorum", "decided_at": now, "leasable_at": None}
 
@@ -269,7 +275,7 @@ def _evaluate(
                     "leasable_at": now}
         for r in results:
             judge(r, INCONCLUSIVE, False)
-        return {**base, "status": TaskStatus.FAILED.value, "decided_at": now, "leasable_at": None,
+        return {**base, "status": FAILED, "decided_at": now, "leasable_at": None,
                 "fail_reason": (
                     f"no quorum: {len(results)} nodes returned results, at most {len(group.members)} "
                     f"agree within tolerance {task['tolerance']:g} (quorum {task['quorum']}, "
@@ -280,7 +286,7 @@ def _evaluate(
         for r in results:
             judge(r, INCONCLUSIVE, False)
         last = errors[-1]
-        return {**base, "status": TaskStatus.FAILED.value, "decided_at": now, "leasable_at": None,
+        return {**base, "status": FAILED, "decided_at": now, "leasable_at": None,
                 "fail_reason": (
                     f"{len(errors)} nodes reported errors (max_replicas {task['max_replicas']}); "
                     f"last error: {(last.get('error') or '')[:300]}"
