@@ -78,7 +78,7 @@ def test_challenges_prove_service_heartbeats_do_not_and_wrong_answers_are_penali
                 s.commit()
             # Only its own challenge; nothing in the grant tells it apart from a client task.
             assert len(grants) == 1 and set(vars(grants[0])) == {
-                "task_id", "model_name", "inputs", "lease_expires_at", "unreplicated"}
+                "task_id", "model_name", "inputs_json", "lease_expires_at", "unreplicated"}
             outputs = _serve(grants[0].inputs)
             with session_factory() as s:
                 acks = submit_results(s, node_id=node.id, now=now + timedelta(seconds=20), results=[
