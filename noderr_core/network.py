@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
@@ -472,7 +473,7 @@ def _node_offline_details(last_heartbeat_at, alert_id, reason: str, dialect: str
 def _mark_offline_many(session: Session, node_ids: list[str] | None, offline_after_seconds: int,
                        actor: Actor, now: datetime, report: HealthReport) -> tuple[list[int], list]:
     """Take the still-stale nodes offline; returns the ids of the alerts opened (a flapping node
-    keeps its open alert and is not announced again) and their digest listing (`_listing`)."""
+    keeps its open alert and is not announced again) and their digest rows (`_ranked`)."""
     dialect = session.get_bind().dialect.name
     cutoff = offline_cutoff(now, offline_after_seconds)
     reason = f"no heartbeat for more than {offline_after_seconds}s"
@@ -544,13 +545,13 @@ def _mark_offline_chained(stmt, offline_after_seconds: int, reason: str, actor: 
             kept, and_(kept.c.node_id == went.c.id, kept.c.kind == AlertKind.NODE_OFFLINE,
                        kept.c.closed_at.is_(None)))),
         actor, now, "node.offline", "node").cte("audited")
-    rows = session.execute(_listing(
+    node_ids, _alert_ids, opened_ids, listed = _event_arrays(
+        session,
         select(opened.c.id, went.c.id.label("node_id"), went.c.operator_id, went.c.region, went.c.tier,
                opened.c.opened_at, opened.c.closed_at, went.c.last_heartbeat_at)
         .select_from(went.outerjoin(opened, opened.c.node_id == went.c.id)),
-        in_event=opened.c.id.is_not(None), every_row=True).add_cte(audited)).all()
-    return ([r.node_id for r in rows], [r.id for r in rows if r.in_event],
-            [r for r in rows if r.email is not None])
+        in_event=opened.c.id.is_not(None), cte=audited)
+    return node_ids, opened_ids, listed
 
 
 def _audit_from_select(rows, actor: Actor, now: datetime, action: str, subject_type: str):
@@ -570,7 +571,7 @@ def _audit_from_select(rows, actor: Actor, now: datetime, action: str, subject_t
 def _close_alerts_many(session: Session, alert_ids: list[int] | None, actor: Actor, now: datetime,
                        report: HealthReport) -> tuple[list[int], list]:
     """Close the alerts whose node is back or gone; returns the recovered ones (for the digest) and
-    their digest listing (`_listing`)."""
+    their digest rows (`_ranked`)."""
     dialect = session.get_bind().dialect.name
     recovered_cond = and_(Node.status == NodeStatus.ONLINE, Node.last_heartbeat_at > Alert.opened_at)
     gone_cond = Node.status.in_([NodeStatus.SUSPENDED, NodeStatus.REMOVED])
@@ -603,13 +604,12 @@ def _close_alerts_many(session: Session, alert_ids: list[int] | None, actor: Act
                                                     reason=closed_alerts.c.reason)),
             actor, now, "alert.closed", "alert").cte("audited")
         c = closed_alerts.c
-        rows = session.execute(_listing(
+        _nodes, closed, recovered, listed = _event_arrays(
+            session,
             select(c.id, c.node_id, c.operator_id, c.region, c.tier, c.opened_at, c.closed_at,
                    c.last_heartbeat_at),
-            in_event=c.recovered, every_row=True).add_cte(audited)).all()
-        closed = sorted(r.id for r in rows)
-        recovered = [r.id for r in rows if r.in_event]
-        listed = [r for r in rows if r.email is not None]
+            in_event=c.recovered, cte=audited)
+        closed.sort()
     else:
         recovered = session.scalars(close(recovered_cond, literal(CLOSE_RECOVERED, String),
                                           _iso(Node.last_heartbeat_at, dialect)).returning(Alert.id)).all()
@@ -629,40 +629,64 @@ def _close_alerts_many(session: Session, alert_ids: list[int] | None, actor: Act
     return list(recovered), listed
 
 
-def _listing(rows, *, in_event, every_row: bool):
+def _ranked(rows, in_event):
     """`rows` (alert id, node_id, operator_id, region, tier, opened_at, closed_at, last_heartbeat_at)
-    ranked for the digests among those of the event (`in_event`): per operator and overall, by node
-    id, with each operator's count. A row is listed (the operator's e-mail and name joined, the
-    alert's fields given) when it is among the first DIGEST_MAX_LISTED of its operator or of all.
-    `every_row`: also return the rows not listed (ids only), ordered by node id."""
+    ranked for the digests among those of the event (`in_event`): each operator's count and the
+    rank of each of its nodes by node id (one sort). A row is listed when it is among the first
+    DIGEST_MAX_LISTED of its operator: the first of all are among them too. Returns the ranked
+    subquery, the listed condition and the listed fields (`_DigestRow`, the operator's joined)."""
+    operator_id, node_id = rows.selected_columns.operator_id, rows.selected_columns.node_id
     ranked = rows.add_columns(
         in_event.label("in_event"),
-        func.count().filter(in_event).over(partition_by=rows.selected_columns.operator_id).label("mine"),
-        func.row_number().over(partition_by=[rows.selected_columns.operator_id, in_event],
-                               order_by=rows.selected_columns.node_id).label("rank_mine"),
-        func.row_number().over(partition_by=in_event, order_by=rows.selected_columns.node_id).label("rank_all"),
+        func.count().filter(in_event).over(partition_by=operator_id).label("mine"),
+        func.row_number().over(partition_by=operator_id, order_by=[in_event.desc(), node_id]).label("rank_mine"),
     ).subquery()
-    listed = and_(ranked.c.in_event, or_(ranked.c.rank_mine <= DIGEST_MAX_LISTED,
-                                         ranked.c.rank_all <= DIGEST_MAX_LISTED))
-    fields = [ranked.c[name] for name in ("region", "tier", "opened_at", "closed_at", "last_heartbeat_at")]
-    if every_row:  # the fields of the rows not listed stay NULL: they are not read
-        fields = [case((listed, f)).label(f.name) for f in fields]
-    stmt = (select(ranked.c.id, ranked.c.node_id, ranked.c.in_event, ranked.c.mine, ranked.c.rank_mine,
-                   ranked.c.rank_all, *fields, Operator.email, Operator.full_name)
-            .outerjoin(Operator, and_(Operator.id == ranked.c.operator_id, listed))
-            .order_by(ranked.c.node_id))
-    return stmt if every_row else stmt.where(listed)
+    listed = and_(ranked.c.in_event, ranked.c.rank_mine <= DIGEST_MAX_LISTED)
+    fields = [ranked.c[name] for name in _DigestRow._fields[:-2]] + [Operator.email, Operator.full_name]
+    return ranked, listed, fields
+
+
+class _DigestRow(NamedTuple):
+    """A listed row: what the digests say of an alert, its node and the node's operator."""
+
+    id: int
+    node_id: str
+    mine: int  # the operator's alerts in the event
+    region: str | None
+    tier: str | None
+    opened_at: datetime
+    closed_at: datetime | None
+    last_heartbeat_at: datetime | None
+    email: str
+    full_name: str | None
+
+
+def _event_arrays(session: Session, rows, *, in_event, cte) -> tuple[list, list, list, list[_DigestRow]]:
+    """PostgreSQL: run the statement `cte` belongs to and give back its event (`rows`, as `_ranked`
+    takes them) as one row of arrays (every node id, every alert id, the event's alert ids, and the
+    listed rows column by column), not one row per node."""
+    ranked, listed, fields = _ranked(rows, in_event)
+    stmt = (select(func.array_agg(ranked.c.node_id), func.array_agg(ranked.c.id),
+                   func.array_agg(ranked.c.id).filter(ranked.c.in_event),
+                   *[func.array_agg(f).filter(listed) for f in fields])
+            .select_from(ranked.outerjoin(Operator, Operator.id == ranked.c.operator_id))
+            .add_cte(cte))
+    node_ids, alert_ids, event_ids, *columns = session.connection().execute(stmt).one()
+    return (node_ids or [], alert_ids or [], event_ids or [],
+            [_DigestRow(*values) for values in zip(*(column or [] for column in columns))])
 
 
 def _listed_rows(session: Session, alert_ids: list[int], dialect: str) -> list:
-    """The digest listing (`_listing`) of these alerts, read back from the alerts table."""
+    """The listed rows (`_ranked`) of these alerts, read back from the alerts table."""
     if not alert_ids:
         return []
-    return session.execute(_listing(
+    ranked, listed, fields = _ranked(
         select(Alert.id, Alert.node_id, Node.operator_id, Node.region, Node.tier, Alert.opened_at,
                Alert.closed_at, Node.last_heartbeat_at)
         .join(Node, Node.id == Alert.node_id).where(_among(Alert.id, alert_ids, dialect)),
-        in_event=literal(True), every_row=False)).all()
+        literal(True))
+    return session.execute(select(*fields).join(Operator, Operator.id == ranked.c.operator_id)
+                           .where(listed)).all()
 
 
 @dataclass(frozen=True)
@@ -693,21 +717,20 @@ def _queue_digests(session: Session, alert_ids: list[int], listed_rows: list, se
     """One email per recipient for this event's alerts: the operator about their nodes, each admin
     about all; each gives the count and the first DIGEST_MAX_LISTED nodes with a link to the rest.
     A recipient concerned by one node gets the single-node email. `listed_rows`: the alerts'
-    listed rows (`_listing`). Returns the emails queued."""
+    listed rows (`_ranked`), in any order. Returns the emails queued."""
     if not alert_ids:
         return 0
     total = len(alert_ids)
     by_recipient: dict[str, tuple[str, str, str | None, int, list[_Listed]]] = {}
     everyone: list[_Listed] = []
-    for r in listed_rows:
+    for r in sorted(listed_rows, key=lambda r: r.node_id):
         beat = r.last_heartbeat_at.isoformat() if r.last_heartbeat_at else None
         listed = _Listed(r.id, r.node_id, r.region, r.tier, r.opened_at, r.closed_at,
                          beat if event == "offline" else None, beat if event != "offline" else None,
                          offline_after_seconds)
-        if r.rank_all <= DIGEST_MAX_LISTED:
+        if len(everyone) < DIGEST_MAX_LISTED:  # each operator's first nodes hold the first of all
             everyone.append(listed)
-        if r.rank_mine <= DIGEST_MAX_LISTED:
-            by_recipient.setdefault(r.email.lower(), (r.email, "operator", r.full_name, r.mine, []))[4].append(listed)
+        by_recipient.setdefault(r.email.lower(), (r.email, "operator", r.full_name, r.mine, []))[4].append(listed)
     for email in admins:
         # An admin who also runs nodes hears about every node once, as an admin.
         by_recipient[email.lower()] = (email, "admin", None, total, everyone)
