@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
@@ -409,12 +410,13 @@ def apply_node_health(
             report.unchanged_nodes.extend(node_ids or [])
             report.held_back_reason = health.reason
         else:
-            opened = _mark_offline_many(session, node_ids, offline_after_seconds, actor, now, report)
-            report.emails_queued += _queue_digests(session, opened, settings, admins, "offline",
+            opened, listed = _mark_offline_many(session, node_ids, offline_after_seconds, actor, now,
+                                                report)
+            report.emails_queued += _queue_digests(session, opened, listed, settings, admins, "offline",
                                                    offline_after_seconds)
     if alert_ids is None or alert_ids:
-        recovered = _close_alerts_many(session, alert_ids, actor, now, report)
-        report.emails_queued += _queue_digests(session, recovered, settings, admins, "recovered",
+        recovered, listed = _close_alerts_many(session, alert_ids, actor, now, report)
+        report.emails_queued += _queue_digests(session, recovered, listed, settings, admins, "recovered",
                                                offline_after_seconds)
     session.flush()
     return report
@@ -449,52 +451,107 @@ def _json_object(dialect: str, **values):
     return type_coerce(fn(*args), JSON)
 
 
+def _offline_reason(reason: str, last_heartbeat_at, dialect: str):
+    """The alert's reason, in SQL: "<reason> (last at <time>)" or "<reason> (never reported)"."""
+    return literal(reason, String) + func.coalesce(
+        literal(" (last at ", String) + _iso(last_heartbeat_at, dialect, seconds=True) + ")",
+        literal(" (never reported)", String))
+
+
+def _alert_details(last_heartbeat_at, offline_after_seconds: int, reason: str, dialect: str):
+    return _json_object(dialect, last_heartbeat_at=_iso(last_heartbeat_at, dialect),
+                        offline_after_seconds=literal(offline_after_seconds, Integer),
+                        reason=_offline_reason(reason, last_heartbeat_at, dialect))
+
+
+def _node_offline_details(last_heartbeat_at, alert_id, reason: str, dialect: str):
+    """The `node.offline` audit row's details: why, the last heartbeat, the (new or kept) alert."""
+    return _json_object(dialect, reason=_offline_reason(reason, last_heartbeat_at, dialect),
+                        last_heartbeat_at=_iso(last_heartbeat_at, dialect), alert_id=alert_id)
+
+
 def _mark_offline_many(session: Session, node_ids: list[str] | None, offline_after_seconds: int,
-                       actor: Actor, now: datetime, report: HealthReport) -> list[int]:
+                       actor: Actor, now: datetime, report: HealthReport) -> tuple[list[int], list]:
     """Take the still-stale nodes offline; returns the ids of the alerts opened (a flapping node
-    keeps its open alert and is not announced again)."""
+    keeps its open alert and is not announced again) and their digest rows (`_ranked`)."""
     dialect = session.get_bind().dialect.name
     cutoff = offline_cutoff(now, offline_after_seconds)
     reason = f"no heartbeat for more than {offline_after_seconds}s"
     stmt = update(Node).where(_stale_condition(cutoff))
     if node_ids is not None:
         stmt = stmt.where(_among(Node.id, sorted(set(node_ids)), dialect))
-    changed = session.scalars(
-        stmt.values(status=NodeStatus.OFFLINE, status_reason=reason).returning(Node.id)
-        .execution_options(synchronize_session=False)).all()
+    stmt = stmt.values(status=NodeStatus.OFFLINE, status_reason=reason)
+    alerts = Alert.__table__
+    open_alert = and_(alerts.c.kind == AlertKind.NODE_OFFLINE, alerts.c.closed_at.is_(None))
+    if dialect == "postgresql":
+        changed, opened, listed = _mark_offline_chained(stmt, offline_after_seconds, reason, actor, now, session)
+    else:
+        changed = session.scalars(stmt.returning(Node.id).execution_options(synchronize_session=False)).all()
+        opened, listed = [], []
+        if changed:
+            in_changed = _among(Node.id, list(changed), dialect)
+            opened = session.scalars(
+                sqlite.insert(alerts).from_select(
+                    ["kind", "node_id", "opened_at", "details"],
+                    select(literal(AlertKind.NODE_OFFLINE.value, String), Node.id,
+                           literal(now, alerts.c.opened_at.type),
+                           _alert_details(Node.last_heartbeat_at, offline_after_seconds, reason, dialect))
+                    .where(in_changed),
+                )
+                # A node still holding an open alert (uq_alerts_open_kind_node) keeps it.
+                .on_conflict_do_nothing(index_elements=["kind", "node_id"], index_where=alerts.c.closed_at.is_(None))
+                .returning(alerts.c.id)).all()
+            # One audit row per node: when, by whom and why it went offline, and its (new or kept) alert.
+            session.execute(_audit_from_select(
+                select(Node.id, _node_offline_details(Node.last_heartbeat_at, alerts.c.id, reason, dialect))
+                .select_from(Node).outerjoin(alerts, and_(alerts.c.node_id == Node.id, open_alert))
+                .where(in_changed),
+                actor, now, "node.offline", "node"))
+            listed = _listed_rows(session, opened, dialect)
     report.marked_offline.extend(sorted(changed))
     if node_ids is not None:
         done = set(changed)
         report.unchanged_nodes.extend(n for n in node_ids if n not in done)
-    if not changed:
-        return []
-    in_changed = _among(Node.id, list(changed), dialect)
-    last = _iso(Node.last_heartbeat_at, dialect)
-    why = literal(reason, String) + func.coalesce(
-        literal(" (last at ", String) + _iso(Node.last_heartbeat_at, dialect, seconds=True) + ")",
-        literal(" (never reported)", String))
+    report.alerts_opened.extend(sorted(opened))
+    return list(opened), listed
+
+
+def _mark_offline_chained(stmt, offline_after_seconds: int, reason: str, actor: Actor, now: datetime,
+                          session: Session) -> tuple[list[str], list[int], list]:
+    """PostgreSQL: the offline UPDATE, the alerts' INSERT and the audit rows' INSERT as one statement
+    (data-modifying CTEs: each reads the previous one's RETURNING), which also ranks the event's
+    nodes for the digests. Only the node and alert ids and the digests' few listed rows come back."""
     alerts = Alert.__table__
-    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    opened = session.scalars(
-        insert_fn(alerts).from_select(
+    went = stmt.returning(Node.id, Node.operator_id, Node.region, Node.tier,
+                          Node.last_heartbeat_at).cte("went_offline")
+    opened = (
+        postgresql.insert(alerts).from_select(
             ["kind", "node_id", "opened_at", "details"],
-            select(literal(AlertKind.NODE_OFFLINE.value, String), Node.id,
+            select(literal(AlertKind.NODE_OFFLINE.value, String), went.c.id,
                    literal(now, alerts.c.opened_at.type),
-                   _json_object(dialect, last_heartbeat_at=last,
-                                offline_after_seconds=literal(offline_after_seconds, Integer), reason=why))
-            .where(in_changed),
+                   _alert_details(went.c.last_heartbeat_at, offline_after_seconds, reason, "postgresql")),
         )
         # A node still holding an open alert (uq_alerts_open_kind_node) keeps it.
         .on_conflict_do_nothing(index_elements=["kind", "node_id"], index_where=alerts.c.closed_at.is_(None))
-        .returning(alerts.c.id)).all()
-    report.alerts_opened.extend(sorted(opened))
-    # One audit row per node: when, by whom and why it went offline, and its (new or kept) alert.
-    open_alert = and_(Alert.node_id == Node.id, Alert.kind == AlertKind.NODE_OFFLINE, Alert.closed_at.is_(None))
-    session.execute(_audit_from_select(
-        select(Node.id, _json_object(dialect, reason=why, last_heartbeat_at=last, alert_id=Alert.id))
-        .select_from(Node).outerjoin(Alert, open_alert).where(in_changed),
-        actor, now, "node.offline", "node"))
-    return list(opened)
+        .returning(alerts.c.id, alerts.c.node_id, alerts.c.opened_at, alerts.c.closed_at)
+        .cte("opened")
+    )
+    # The statement's snapshot holds the alerts open before it (kept), not those it opens.
+    kept = alerts.alias("kept")
+    audited = _audit_from_select(
+        select(went.c.id, _node_offline_details(
+            went.c.last_heartbeat_at, func.coalesce(opened.c.id, kept.c.id), reason, "postgresql"))
+        .select_from(went.outerjoin(opened, opened.c.node_id == went.c.id).outerjoin(
+            kept, and_(kept.c.node_id == went.c.id, kept.c.kind == AlertKind.NODE_OFFLINE,
+                       kept.c.closed_at.is_(None)))),
+        actor, now, "node.offline", "node").cte("audited")
+    node_ids, _alert_ids, opened_ids, listed = _event_arrays(
+        session,
+        select(opened.c.id, went.c.id.label("node_id"), went.c.operator_id, went.c.region, went.c.tier,
+               opened.c.opened_at, opened.c.closed_at, went.c.last_heartbeat_at)
+        .select_from(went.outerjoin(opened, opened.c.node_id == went.c.id)),
+        in_event=opened.c.id.is_not(None), cte=audited)
+    return node_ids, opened_ids, listed
 
 
 def _audit_from_select(rows, actor: Actor, now: datetime, action: str, subject_type: str):
@@ -512,9 +569,13 @@ def _audit_from_select(rows, actor: Actor, now: datetime, action: str, subject_t
 
 
 def _close_alerts_many(session: Session, alert_ids: list[int] | None, actor: Actor, now: datetime,
-                       report: HealthReport) -> list[int]:
-    """Close the alerts whose node is back or gone; returns the recovered ones (for the digest)."""
+                       report: HealthReport) -> tuple[list[int], list]:
+    """Close the alerts whose node is back or gone; returns the recovered ones (for the digest) and
+    their digest rows (`_ranked`)."""
     dialect = session.get_bind().dialect.name
+    recovered_cond = and_(Node.status == NodeStatus.ONLINE, Node.last_heartbeat_at > Alert.opened_at)
+    gone_cond = Node.status.in_([NodeStatus.SUSPENDED, NodeStatus.REMOVED])
+    gone_reason = case((Node.status == NodeStatus.SUSPENDED, CLOSE_NODE_SUSPENDED), else_=CLOSE_NODE_REMOVED)
 
     def close(condition, reason, recovered_at):
         merged = (
@@ -527,26 +588,105 @@ def _close_alerts_many(session: Session, alert_ids: list[int] | None, actor: Act
         stmt = update(Alert).where(Alert.node_id == Node.id, Alert.closed_at.is_(None), condition)
         if alert_ids is not None:
             stmt = stmt.where(_among(Alert.id, sorted(set(alert_ids)), dialect))
-        return session.scalars(stmt.values(closed_at=now, details=merged).returning(Alert.id)
-                               .execution_options(synchronize_session=False)).all()
+        return stmt.values(closed_at=now, details=merged).execution_options(synchronize_session=False)
 
-    recovered = close(and_(Node.status == NodeStatus.ONLINE, Node.last_heartbeat_at > Alert.opened_at),
-                      literal(CLOSE_RECOVERED, String), _iso(Node.last_heartbeat_at, dialect))
-    gone = close(Node.status.in_([NodeStatus.SUSPENDED, NodeStatus.REMOVED]),
-                 case((Node.status == NodeStatus.SUSPENDED, CLOSE_NODE_SUSPENDED), else_=CLOSE_NODE_REMOVED),
-                 literal(None, String))
-    closed = sorted([*recovered, *gone])
+    if dialect == "postgresql":
+        # One statement: the UPDATE (recovered or gone) … RETURNING feeds the audit rows' INSERT and
+        # the digests' ranking (data-modifying CTE).
+        reason = case((recovered_cond, CLOSE_RECOVERED), else_=gone_reason)
+        closed_alerts = close(or_(recovered_cond, gone_cond), reason,
+                              case((recovered_cond, _iso(Node.last_heartbeat_at, dialect)))).returning(
+            Alert.id, Alert.node_id, Node.operator_id, Node.region, Node.tier, Alert.opened_at,
+            Alert.closed_at, Node.last_heartbeat_at, recovered_cond.label("recovered"),
+            reason.label("reason")).cte("closed_alerts")
+        audited = _audit_from_select(
+            select(closed_alerts.c.id, _json_object(dialect, node_id=closed_alerts.c.node_id,
+                                                    reason=closed_alerts.c.reason)),
+            actor, now, "alert.closed", "alert").cte("audited")
+        c = closed_alerts.c
+        _nodes, closed, recovered, listed = _event_arrays(
+            session,
+            select(c.id, c.node_id, c.operator_id, c.region, c.tier, c.opened_at, c.closed_at,
+                   c.last_heartbeat_at),
+            in_event=c.recovered, cte=audited)
+        closed.sort()
+    else:
+        recovered = session.scalars(close(recovered_cond, literal(CLOSE_RECOVERED, String),
+                                          _iso(Node.last_heartbeat_at, dialect)).returning(Alert.id)).all()
+        gone = session.scalars(close(gone_cond, gone_reason, literal(None, String)).returning(Alert.id)).all()
+        closed = sorted([*recovered, *gone])
+        if closed:
+            reason = (Alert.details["closed_reason"].as_string())
+            session.execute(_audit_from_select(
+                select(Alert.id, _json_object(dialect, node_id=Alert.node_id, reason=reason))
+                .where(_among(Alert.id, closed, dialect)),
+                actor, now, "alert.closed", "alert"))
+        listed = _listed_rows(session, list(recovered), dialect)
     report.alerts_closed.extend(closed)
     if alert_ids is not None:
         done = set(closed)
         report.unchanged_alerts.extend(a for a in alert_ids if a not in done)
-    if closed:
-        reason = (Alert.details["closed_reason"].as_string())
-        session.execute(_audit_from_select(
-            select(Alert.id, _json_object(dialect, node_id=Alert.node_id, reason=reason))
-            .where(_among(Alert.id, closed, dialect)),
-            actor, now, "alert.closed", "alert"))
-    return list(recovered)
+    return list(recovered), listed
+
+
+def _ranked(rows, in_event):
+    """`rows` (alert id, node_id, operator_id, region, tier, opened_at, closed_at, last_heartbeat_at)
+    ranked for the digests among those of the event (`in_event`): each operator's count and the
+    rank of each of its nodes by node id (one sort). A row is listed when it is among the first
+    DIGEST_MAX_LISTED of its operator: the first of all are among them too. Returns the ranked
+    subquery, the listed condition and the listed fields (`_DigestRow`, the operator's joined)."""
+    operator_id, node_id = rows.selected_columns.operator_id, rows.selected_columns.node_id
+    ranked = rows.add_columns(
+        in_event.label("in_event"),
+        func.count().filter(in_event).over(partition_by=operator_id).label("mine"),
+        func.row_number().over(partition_by=operator_id, order_by=[in_event.desc(), node_id]).label("rank_mine"),
+    ).subquery()
+    listed = and_(ranked.c.in_event, ranked.c.rank_mine <= DIGEST_MAX_LISTED)
+    fields = [ranked.c[name] for name in _DigestRow._fields[:-2]] + [Operator.email, Operator.full_name]
+    return ranked, listed, fields
+
+
+class _DigestRow(NamedTuple):
+    """A listed row: what the digests say of an alert, its node and the node's operator."""
+
+    id: int
+    node_id: str
+    mine: int  # the operator's alerts in the event
+    region: str | None
+    tier: str | None
+    opened_at: datetime
+    closed_at: datetime | None
+    last_heartbeat_at: datetime | None
+    email: str
+    full_name: str | None
+
+
+def _event_arrays(session: Session, rows, *, in_event, cte) -> tuple[list, list, list, list[_DigestRow]]:
+    """PostgreSQL: run the statement `cte` belongs to and give back its event (`rows`, as `_ranked`
+    takes them) as one row of arrays (every node id, every alert id, the event's alert ids, and the
+    listed rows column by column), not one row per node."""
+    ranked, listed, fields = _ranked(rows, in_event)
+    stmt = (select(func.array_agg(ranked.c.node_id), func.array_agg(ranked.c.id),
+                   func.array_agg(ranked.c.id).filter(ranked.c.in_event),
+                   *[func.array_agg(f).filter(listed) for f in fields])
+            .select_from(ranked.outerjoin(Operator, Operator.id == ranked.c.operator_id))
+            .add_cte(cte))
+    node_ids, alert_ids, event_ids, *columns = session.connection().execute(stmt).one()
+    return (node_ids or [], alert_ids or [], event_ids or [],
+            [_DigestRow(*values) for values in zip(*(column or [] for column in columns))])
+
+
+def _listed_rows(session: Session, alert_ids: list[int], dialect: str) -> list:
+    """The listed rows (`_ranked`) of these alerts, read back from the alerts table."""
+    if not alert_ids:
+        return []
+    ranked, listed, fields = _ranked(
+        select(Alert.id, Alert.node_id, Node.operator_id, Node.region, Node.tier, Alert.opened_at,
+               Alert.closed_at, Node.last_heartbeat_at)
+        .join(Node, Node.id == Alert.node_id).where(_among(Alert.id, alert_ids, dialect)),
+        literal(True))
+    return session.execute(select(*fields).join(Operator, Operator.id == ranked.c.operator_id)
+                           .where(listed)).all()
 
 
 @dataclass(frozen=True)
@@ -572,48 +712,32 @@ class _Listed:
                    details.get("offline_after_seconds"))
 
 
-def _queue_digests(session: Session, alert_ids: list[int], settings: Settings, admins: list[str],
-                   event: str, offline_after_seconds: int) -> int:
+def _queue_digests(session: Session, alert_ids: list[int], listed_rows: list, settings: Settings,
+                   admins: list[str], event: str, offline_after_seconds: int) -> int:
     """One email per recipient for this event's alerts: the operator about their nodes, each admin
     about all; each gives the count and the first DIGEST_MAX_LISTED nodes with a link to the rest.
-    A recipient concerned by one node gets the single-node email. Returns the emails queued."""
+    A recipient concerned by one node gets the single-node email. `listed_rows`: the alerts'
+    listed rows (`_ranked`), in any order. Returns the emails queued."""
     if not alert_ids:
         return 0
-    dialect = session.get_bind().dialect.name
-    ranked = (
-        select(Alert.id, Alert.node_id, Alert.opened_at, Alert.closed_at, Node.region, Node.tier,
-               Node.last_heartbeat_at, Node.operator_id,
-               func.count().over(partition_by=Node.operator_id).label("mine"),
-               func.row_number().over(partition_by=Node.operator_id, order_by=Node.id).label("rank_mine"),
-               func.row_number().over(order_by=Node.id).label("rank_all"))
-        .join(Node, Node.id == Alert.node_id)
-        .where(_among(Alert.id, alert_ids, dialect))
-        .subquery()
-    )
-    rows = session.execute(
-        select(ranked, Operator.email, Operator.full_name)
-        .join(Operator, Operator.id == ranked.c.operator_id)
-        .where(or_(ranked.c.rank_mine <= DIGEST_MAX_LISTED, ranked.c.rank_all <= DIGEST_MAX_LISTED))
-        .order_by(ranked.c.node_id)
-    ).all()
     total = len(alert_ids)
     by_recipient: dict[str, tuple[str, str, str | None, int, list[_Listed]]] = {}
     everyone: list[_Listed] = []
-    for r in rows:
+    for r in sorted(listed_rows, key=lambda r: r.node_id):
         beat = r.last_heartbeat_at.isoformat() if r.last_heartbeat_at else None
         listed = _Listed(r.id, r.node_id, r.region, r.tier, r.opened_at, r.closed_at,
                          beat if event == "offline" else None, beat if event != "offline" else None,
                          offline_after_seconds)
-        if r.rank_all <= DIGEST_MAX_LISTED:
+        if len(everyone) < DIGEST_MAX_LISTED:  # each operator's first nodes hold the first of all
             everyone.append(listed)
-        if r.rank_mine <= DIGEST_MAX_LISTED:
-            by_recipient.setdefault(r.email.lower(), (r.email, "operator", r.full_name, r.mine, []))[4].append(listed)
+        by_recipient.setdefault(r.email.lower(), (r.email, "operator", r.full_name, r.mine, []))[4].append(listed)
     for email in admins:
         # An admin who also runs nodes hears about every node once, as an admin.
         by_recipient[email.lower()] = (email, "admin", None, total, everyone)
     base = settings.public_base_url.rstrip("/")
     template_single = OFFLINE_EMAIL_TEMPLATE if event == "offline" else RECOVERED_EMAIL_TEMPLATE
-    event_key = f"{min(alert_ids)}-{max(alert_ids)}-{total}"  # the alerts of one run: disjoint per run
+    first = min(alert_ids)
+    event_key = f"{first}-{max(alert_ids)}-{total}"  # the alerts of one run: disjoint per run
     messages = []
     for _key, (to, role, name, count, mine) in sorted(by_recipient.items()):
         if count == 1:
@@ -633,7 +757,7 @@ def _queue_digests(session: Session, alert_ids: list[int], settings: Settings, a
             # One per (event's alerts, recipient): a retried run never sends it twice.
             idempotency_key=f"email:{DIGEST_TEMPLATE}:{event}:{event_key}:{sha256_hex(to.lower())[:16]}",
             subject_type="alert",
-            subject_id=min(alert_ids),
+            subject_id=first,
         ))
     return enqueue_many(session, messages)
 

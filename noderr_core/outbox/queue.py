@@ -95,10 +95,13 @@ def enqueue_many(session: Session, rows: list[dict[str, Any]]) -> int:
         return 0
     dialect = session.get_bind().dialect.name
     insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = (insert_fn(OutboxMessage).values(rows)
+    # One statement of constant shape, the rows as parameters (executemany, sent as multi-row
+    # INSERTs by the driver layer): compiled once and cached, whatever the number of rows.
+    table = OutboxMessage.__table__
+    stmt = (insert_fn(table)
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(OutboxMessage.id))
-    return len(session.execute(stmt).all())
+            .returning(table.c.id))
+    return len(session.execute(stmt, rows).all())
 
 
 def claim_due(
