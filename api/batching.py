@@ -94,15 +94,18 @@ class GroupCall(Generic[Job, Result]):
             self.batches += 1
 
 
-def one_by_one_on_failure(run: Callable[[list[Job]], list[Any]]) -> Callable[[list[Job]], list[Any]]:
-    """`run` over the whole batch; if that raises, over each job alone, so only failing jobs fail."""
+def one_by_one_on_failure(run: Callable[[list[Job]], list[Any]],
+                          job_fault: Callable[[Exception], bool]) -> Callable[[list[Job]], list[Any]]:
+    """`run` over the whole batch; if that raises an error that `job_fault` says one job may have
+    caused, over each job alone, so only failing jobs fail. Any other error (the database is
+    unreachable) fails the batch at once instead of once per job."""
 
     def run_batch(jobs: list[Job]) -> list[Any]:
         try:
             return run(jobs)
-        except Exception as exc:  # noqa: BLE001 - retried job by job below
-            if len(jobs) == 1:
-                return [exc]
+        except Exception as exc:  # noqa: BLE001 - retried job by job below, or handed to every job
+            if len(jobs) == 1 or not job_fault(exc):
+                return [exc] * len(jobs)
         outcomes: list[Any] = []
         for job in jobs:
             try:

@@ -92,6 +92,8 @@ def transaction(session_factory: Callable[[], Session], work: Callable[..., Any]
         except BaseException:
             session.rollback()
             raise
+
+
 # scope="function": commit before the response is sent, so a client that follows a redirect sees
 # the write, and a failed commit becomes an error response instead of being lost after the fact.
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]

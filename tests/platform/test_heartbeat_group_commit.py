@@ -12,6 +12,7 @@ import threading
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from api.batching import BatcherFull, GroupCall
 from api.heartbeat_writer import heartbeat_writer
@@ -150,3 +151,16 @@ def test_batches_form_while_one_runs_and_shutdown_drains_what_was_accepted():
     results, ran = asyncio.run(scenario())
     assert results == ["done a", "done b", "done c", "done d"]
     assert ran == [["a"], ["b", "c", "d"]]
+
+
+def test_an_unreachable_database_fails_the_batch_once_not_once_per_heartbeat():
+    attempts = []
+
+    def factory():
+        attempts.append(1)
+        raise OperationalError("connect", {}, ConnectionRefusedError("database is down"))
+
+    writer = heartbeat_writer(factory, max_pending=10)
+    outcomes = writer._run_batch([(f"node_{i}", HeartbeatIn(uptime_seconds=1)) for i in range(5)])
+    assert len(outcomes) == 5 and all(isinstance(o, OperationalError) for o in outcomes)
+    assert len(attempts) == 1
