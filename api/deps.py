@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.batching import BatcherFull, GroupCall
 from noderr_core.admin.sessions import csrf_matches, resolve_session
 from noderr_core.db import mark_read_only
 from noderr_core.security import NODE_KEY_PREFIX, api_key_matches, parse_api_key, sha256_hex
@@ -78,24 +79,36 @@ async def run_in_transaction(request: Request, work: Callable[..., Any], *args: 
     For the hot node routes: an async route calling this makes one threadpool round trip per
     request, where `SessionDep` plus a sync route make three or four.
     """
-    factory = request.app.state.session_factory
+    return await anyio.to_thread.run_sync(transaction, request.app.state.session_factory, work, *args)
 
-    def call() -> Any:
-        with factory() as session:
-            try:
-                out = work(session, *args)
-                session.commit()
-                return out
-            except BaseException:
-                session.rollback()
-                raise
 
-    return await anyio.to_thread.run_sync(call)
+def transaction(session_factory: Callable[[], Session], work: Callable[..., Any], *args: Any) -> Any:
+    """`work(session, *args)` in one transaction: committed when it returns, rolled back if it raises."""
+    with session_factory() as session:
+        try:
+            out = work(session, *args)
+            session.commit()
+            return out
+        except BaseException:
+            session.rollback()
+            raise
+
+
 # scope="function": commit before the response is sent, so a client that follows a redirect sees
 # the write, and a failed commit becomes an error response instead of being lost after the fact.
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False)
+
+
+def shed_exception(settings: Settings, why: str) -> HTTPException:
+    """503 + Retry-After, as admission control sheds (api/admission.py): nodes back off with jitter."""
+    retry = settings.api_retry_after_seconds
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        detail=f"the control plane is at capacity ({why}): retry after {retry}s, with jitter",
+        headers={"Retry-After": str(retry), "Cache-Control": "no-store"},
+    )
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -185,18 +198,55 @@ def _bearer_token(request: Request) -> str | None:
 
 def lookup_node(session: Session, plaintext: str) -> NodePrincipal:
     """The node behind `nk_...` (one indexed query); raises 401/403 as the routes answer them."""
-    key_id = parse_api_key(plaintext, NODE_KEY_PREFIX)
-    if key_id is None:
-        raise _unauthorized("malformed node API key (expected nk_<id>_<secret>)")
-    node = session.scalar(select(Node).where(Node.api_key_id == key_id))
-    if node is None or not api_key_matches(plaintext, node.api_key_hash):
-        raise _unauthorized("unknown or rotated node API key: download a new bundle from the portal")
-    if node.status in (NodeStatus.SUSPENDED, NodeStatus.REMOVED):
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            detail=f"node {node.id} is {node.status}: {node.status_reason or 'contact the Noderr admins'}",
-        )
-    return NodePrincipal(node.id, node.operator_id, str(node.status), node.tier, node.region)
+    [found] = lookup_nodes(session, [plaintext])
+    if isinstance(found, HTTPException):
+        raise found
+    return found
+
+
+_NODE_KEY_COLUMNS = (Node.id, Node.operator_id, Node.status, Node.status_reason, Node.tier, Node.region,
+                     Node.api_key_id, Node.api_key_hash)
+
+
+def lookup_nodes(session: Session, plaintexts: list[str]) -> list[NodePrincipal | HTTPException]:
+    """The node behind each `nk_...` key, or the 401/403 to answer for it, in one indexed query."""
+    key_ids = [parse_api_key(plaintext, NODE_KEY_PREFIX) for plaintext in plaintexts]
+    wanted = sorted({key_id for key_id in key_ids if key_id is not None})
+    rows = {}
+    if wanted:
+        rows = {row.api_key_id: row for row in session.execute(
+            select(*_NODE_KEY_COLUMNS).where(Node.api_key_id.in_(wanted)))}
+    out: list[NodePrincipal | HTTPException] = []
+    for plaintext, key_id in zip(plaintexts, key_ids, strict=True):
+        node = rows.get(key_id) if key_id is not None else None
+        if key_id is None:
+            out.append(_unauthorized("malformed node API key (expected nk_<id>_<secret>)"))
+        elif node is None or not api_key_matches(plaintext, node.api_key_hash):
+            out.append(_unauthorized("unknown or rotated node API key: download a new bundle from the portal"))
+        elif node.status in (NodeStatus.SUSPENDED, NodeStatus.REMOVED):
+            out.append(HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"node {node.id} is {node.status}: {node.status_reason or 'contact the Noderr admins'}",
+            ))
+        else:
+            out.append(NodePrincipal(node.id, node.operator_id, str(node.status), node.tier, node.region))
+    return out
+
+
+def node_key_lookups(session_factory: Callable[[], Session], *, max_pending: int,
+                     max_batch: int = 500) -> GroupCall[str, NodePrincipal | HTTPException]:
+    """The process's batcher of node-key lookups (api/batching.py): on a heartbeat every 30 s the
+    principal cache has usually expired, so every heartbeat looks its key up; batched, the
+    lookups of one moment share one threadpool call, one session and one query."""
+
+    def lookup(plaintexts: list[str]) -> list[NodePrincipal | HTTPException]:
+        with session_factory() as session:
+            try:
+                return lookup_nodes(session, plaintexts)
+            finally:
+                session.rollback()
+
+    return GroupCall(lookup, max_pending=max_pending, max_batch=max_batch, what="node key lookups")
 
 
 def lookup_client(session: Session, plaintext: str) -> ClientPrincipal:
@@ -228,7 +278,15 @@ async def authenticate(request: Request, kind: str) -> NodePrincipal | ClientPri
     cache = principal_cache(request.app.state)
     digest = kind + ":" + sha256_hex(token)
     principal = cache.get(digest)
-    if principal is None:
+    if principal is None and kind == "node":
+        try:
+            principal = await request.app.state.node_key_lookups.submit(token)
+        except BatcherFull as full:
+            raise shed_exception(request.app.state.settings, str(full)) from None
+        if isinstance(principal, HTTPException):
+            raise principal
+        cache.put(digest, principal)
+    elif principal is None:
         factory = request.app.state.session_factory
 
         def lookup():

@@ -9,6 +9,8 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from api.admission import AdmissionControl, AdmissionLimits
+from api.deps import node_key_lookups
+from api.heartbeat_writer import heartbeat_writer
 from api.input_guard import RefuseNulMiddleware
 from api.request_guard import RequestGuardMiddleware
 from api.security_headers import SecurityHeadersMiddleware
@@ -40,7 +42,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ensure_bootstrap_admin(session, settings)
             session.commit()
         beacon.load_beacon_signer(app.state, settings)
+        # Group calls of the node protocol (api/batching.py): node-key lookups and heartbeats.
+        app.state.node_key_lookups = node_key_lookups(
+            app.state.session_factory, max_pending=settings.api_heartbeat_max_pending)
+        app.state.heartbeat_writer = heartbeat_writer(
+            app.state.session_factory, max_pending=settings.api_heartbeat_max_pending)
         yield
+        # Heartbeats already accepted are committed before the process goes (their requests are
+        # answered 200 only then); new ones are shed while it drains.
+        await app.state.node_key_lookups.drain()
+        await app.state.heartbeat_writer.drain()
         engine.dispose()
 
     app = FastAPI(
@@ -63,7 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_observability(app, settings)
     # Outermost: every answer, the observability middleware's own 500 included, gets the headers.
     app.add_middleware(SecurityHeadersMiddleware, https_only=not settings.is_local)
-    for module in (webhooks, admin, portal, beacon, tasks, nodes, rewards, probes, node_image):
+    # Routes are matched in this order, one by one: the node protocol (every node, every 30 s)
+    # comes first so its requests are not matched against every admin page before.
+    for module in (nodes, webhooks, admin, portal, beacon, tasks, rewards, probes, node_image):
         app.include_router(module.router)
     app.include_router(operator_routes.public_router)
     app.include_router(operator_routes.router)

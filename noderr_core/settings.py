@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     api_max_queued: int = Field(default=256, ge=0)
     api_queue_wait_seconds: float = Field(default=2.0, ge=0)
     api_retry_after_seconds: int = Field(default=2, ge=1, le=300)
+    # Heartbeats waiting for the process's group commit (api/heartbeat_writer.py); beyond this
+    # they are shed with 503 + Retry-After.
+    api_heartbeat_max_pending: int = Field(default=2000, ge=1)
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     # How long a worker trusts an authenticated node/client key (suspension, rotation, revocation
     # take effect within this time).

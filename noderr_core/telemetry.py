@@ -1,10 +1,11 @@
 """Node heartbeats: recording them cheaply, rolling them up per 5-minute slot, pruning raw rows.
 
 Rules:
-- A heartbeat is one small write on the hot path: the raw row is inserted and the node's
-  `last_heartbeat_at` set in one statement on PostgreSQL (a data-modifying CTE; two statements on
-  SQLite, where a round trip costs nothing). No ORM object is loaded. Only a node coming back
-  (provisioned/offline → online) takes the slow path, with its audit entry, once.
+- Heartbeats are written set-based: `record_heartbeats` stores a batch (the API's group commit,
+  api/heartbeat_writer.py, passes every heartbeat that arrived while the previous batch was being
+  written) with one multi-row INSERT and one `UPDATE nodes … RETURNING status`. No ORM object is
+  loaded. Only a node coming back (provisioned/offline → online) takes the slow path,
+  with its audit entry, once per node however many of its heartbeats the batch holds.
 - `rollup_heartbeats` folds raw rows into `heartbeat_slots` (one row per node per 5-minute slot),
   delete-then-insert per slot range, so repeating it, or running it over a range again after late
   rows arrived, gives the same table.
@@ -48,20 +49,35 @@ def record_heartbeat(session: Session, node: str | Node, body: HeartbeatIn,
     `node` is the node's id (the API passes that), or a loaded row, which is then expired so its
     attributes show the new status and heartbeat time on the next read.
     """
-    now = now or utcnow()
     node_id = node if isinstance(node, str) else node.id
-    row = insert(H).values(node_id=node_id, received_at=now, **body.model_dump())
-    touch = update(N).where(N.c.id == node_id).values(last_heartbeat_at=now).returning(N.c.status)
-    if session.get_bind().dialect.name == "postgresql":
-        status = session.execute(touch.add_cte(row.cte("beat"))).scalar_one()
-    else:
-        session.execute(row)
-        status = session.execute(touch).scalar_one()
-    if status in _COMING_BACK:
-        status = _come_online(session, node_id, status, now)
+    [receipt] = record_heartbeats(session, [(node_id, body)], now)
     if not isinstance(node, str):
         session.expire(node)
-    return HeartbeatReceipt(now, str(status))
+    return receipt
+
+
+def record_heartbeats(session: Session, beats: list[tuple[str, HeartbeatIn]],
+                      now: datetime | None = None) -> list[HeartbeatReceipt]:
+    """Store a batch of heartbeats (a node may appear more than once); one receipt per beat, in order.
+
+    Every beat is received at `now`; each node's `last_heartbeat_at` is set once. A node coming
+    back online is switched and audited once. Raises LookupError for a node id with no row.
+    """
+    now = now or utcnow()
+    rows = [{"node_id": node_id, "received_at": now, **body.model_dump()} for node_id, body in beats]
+    node_ids = sorted({node_id for node_id, _ in beats})  # sorted: row locks taken in one order
+    touch = (update(N).where(N.c.id.in_(node_ids)).values(last_heartbeat_at=now)
+             .returning(N.c.id, N.c.status))
+    # executemany (SQLAlchemy sends it as multi-row INSERTs): one cached statement whatever the
+    # batch size, where `insert().values(rows)` would be compiled anew for every batch.
+    session.execute(insert(H), rows)
+    statuses = dict(session.execute(touch).all())
+    for node_id in node_ids:
+        if node_id not in statuses:
+            raise LookupError(f"no node {node_id!r}")
+        if statuses[node_id] in _COMING_BACK:
+            statuses[node_id] = _come_online(session, node_id, statuses[node_id], now)
+    return [HeartbeatReceipt(now, str(statuses[node_id])) for node_id, _ in beats]
 
 
 def _come_online(session: Session, node_id: str, previous: str, now: datetime) -> str:
