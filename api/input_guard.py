@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
-ASGIApp = Callable[[MutableMapping[str, Any], Callable, Callable], Awaitable[None]]
+from api.refusable_body import ASGIApp, run_with_refusable_body
 
 EXEMPT_BODY_PREFIXES = ("/webhooks/",)
 MESSAGE = ("NUL characters (\\u0000, %00) are not accepted in any text field: remove them and "
@@ -82,39 +82,16 @@ class RefuseNulMiddleware:
             return
 
         tail = b""
-        started = False  # the app's response started (then it can no longer be replaced)
-        refused = False  # a NUL was seen: the app is told the client left, its answer dropped
 
-        async def scanning_receive():
-            nonlocal tail, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                chunk = message.get("body", b"")
-                if scanner(tail + chunk):
-                    # Not an exception: FastAPI turns any error while reading a body into its own
-                    # 400. A disconnect makes the route stop reading; its answer is then dropped.
-                    refused = True
-                    return {"type": "http.disconnect"}
-                tail = (tail + chunk)[-_TAIL:]
-            return message
+        def has_nul(chunk: bytes) -> bool:
+            nonlocal tail
+            if scanner(tail + chunk):
+                return True
+            tail = (tail + chunk)[-_TAIL:]  # a pattern split across chunks is still seen
+            return False
 
-        async def guarded_send(message):
-            nonlocal started
-            if refused and not started:
-                return
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, scanning_receive, guarded_send)
-        except Exception:
-            if not refused or started:
-                raise
-        if refused and not started:
-            await self._refuse(send, "body")
+        await run_with_refusable_body(self.app, scope, receive, send, should_refuse=has_nul,
+                                      refuse=lambda send_: self._refuse(send_, "body"))
 
     @staticmethod
     async def _refuse(send, location: str) -> None:

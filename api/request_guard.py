@@ -21,13 +21,12 @@ Refusals use FastAPI's error shape: `{"detail": "<what to do>"}`.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from api.refusable_body import ASGIApp, run_with_refusable_body
 from noderr_core.security import CLIENT_KEY_PREFIX, NODE_KEY_PREFIX, parse_api_key
 from noderr_core.tasks.rules import MAX_SUBMIT_BODY_BYTES
-
-ASGIApp = Callable[[MutableMapping[str, Any], Callable, Callable], Awaitable[None]]
 
 DEFAULT_BODY_LIMIT = 256 * 1024  # forms, heartbeats, leases: a few kB each
 WEBHOOK_BODY_LIMIT = 1_000_000  # Typeform deliveries are a few kB; long free-text answers fit
@@ -146,35 +145,14 @@ class RequestGuardMiddleware:
                 return
 
         received = 0
-        exceeded = False
-        started = False
 
-        async def counting_receive():
-            nonlocal received, exceeded
-            if exceeded:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    # Not an exception: FastAPI would turn it into its own 400. A disconnect makes
-                    # the app stop reading; its answer is dropped and the 413 sent instead.
-                    exceeded = True
-                    return {"type": "http.disconnect"}
-            return message
+        def over_limit(chunk: bytes) -> bool:
+            nonlocal received
+            received += len(chunk)
+            return received > limit
 
-        async def guarded_send(message):
-            nonlocal started
-            if exceeded and not started:
-                return
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def refuse_too_large(send_) -> None:
+            await send_json(send_, 413, too_large_message(limit, path), [(b"connection", b"close")])
 
-        try:
-            await self.app(scope, counting_receive, guarded_send)
-        except Exception:
-            if not exceeded or started:
-                raise
-        if exceeded and not started:
-            await send_json(send, 413, too_large_message(limit, path), [(b"connection", b"close")])
+        await run_with_refusable_body(self.app, scope, receive, send, should_refuse=over_limit,
+                                      refuse=refuse_too_large)
