@@ -73,7 +73,8 @@ def _live(now):
 
 # The hot path's statements are built once, with bind parameters, so a call only binds values (a
 # statement built per call cost ~2 ms of Python per lease in SQLAlchemy's expression layer).
-_NOW, _NODE, _OPERATOR = bindparam("now", type_=T.c.created_at.type), bindparam("node_id"), bindparam("operator_id")
+_NOW = bindparam("now", type_=T.c.created_at.type)
+_NODE, _OPERATOR = bindparam("node_id"), bindparam("operator_id")
 _IDS = bindparam("ids", expanding=True)
 
 
@@ -126,8 +127,8 @@ def _build_slot_query():
     leased_live = and_(A.c.status == LEASED, A.c.lease_expires_at > _NOW)
     return (
         select(
-            T.c.id, T.c.model_name, cast(T.c.inputs, Text).label("inputs_json"), T.c.priority, T.c.created_at, T.c.replicas, T.c.adaptive,
-            T.c.replicas_needed, T.c.status, T.c.leasable_at,
+            T.c.id, T.c.model_name, cast(T.c.inputs, Text).label("inputs_json"), T.c.priority,
+            T.c.created_at, T.c.replicas, T.c.adaptive, T.c.replicas_needed, T.c.status, T.c.leasable_at,
             func.count(A.c.id).filter(live).label("live"),
             _flag(and_(A.c.node_id == _NODE, or_(A.c.status == SUBMITTED, leased_live))).label("mine"),
             _flag(and_(A.c.operator_id == _OPERATOR, A.c.node_id != _NODE, live)).label("same_operator"),
@@ -180,10 +181,11 @@ def prefer_index_plans(session: Session, *, queue_order: bool = False) -> None:
 
     The task tables grow by tens of thousands of rows a minute, faster than statistics follow, and
     a stale estimate turns a 64-key lookup into a sequential scan of every assignment (measured:
-    13 ms instead of under 1 ms at 60k rows), or starts a parallel worker for it (~10 ms). `queue_order` also makes the lease scan walk
-    ix_tasks_leasable in queue order and stop after `limit` rows: estimates for `leasable_at <=
-    now` are poor, and a plan that collects every leasable task and sorts it costs ~1 s on a 30k
-    queue instead of ~2 ms. SET LOCAL lasts until the transaction ends.
+    13 ms instead of under 1 ms at 60k rows), or starts a parallel worker for it (~10 ms).
+    `queue_order` also makes the lease scan walk ix_tasks_leasable in queue order and stop after
+    `limit` rows: estimates for `leasable_at <= now` are poor, and a plan that collects every
+    leasable task and sorts it costs ~1 s on a 30k queue instead of ~2 ms. SET LOCAL lasts until
+    the transaction ends.
     """
     if not is_postgresql(session):
         return
