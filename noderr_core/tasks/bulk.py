@@ -108,6 +108,9 @@ def bulk_upsert(
 
 def dialect_insert(session: Session, table: Table):
     """INSERT with ON CONFLICT support for the session's backend."""
-    if is_postgresql(session):
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+    return insert_for_dialect(session.get_bind().dialect.name, table)
+
+
+def insert_for_dialect(dialect_name: str, table: Table):
+    """INSERT with ON CONFLICT support for a backend by name (for statements built once)."""
+    return (postgresql.insert if dialect_name == "postgresql" else sqlite.insert)(table)

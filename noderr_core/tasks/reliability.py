@@ -12,12 +12,11 @@ from functools import lru_cache
 from types import SimpleNamespace
 
 from sqlalchemy import bindparam, case, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
 from noderr_core.tables.tasks import NodeReliability
-from noderr_core.tasks.bulk import bulk_update, dialect_insert, is_postgresql
+from noderr_core.tasks.bulk import bulk_update, dialect_insert, insert_for_dialect, is_postgresql
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
 
 
@@ -26,22 +25,15 @@ R = NodeReliability.__table__
 _MUTABLE = tuple(c.name for c in R.c if c.name != "node_id")
 
 
+# Counters a new record starts at zero (beside node_id, daily_quota and updated_at).
+_ZEROED = ("consecutive_valid", "consecutive_invalid", "consecutive_errors", "results_count", "valid_count",
+           "invalid_count", "error_count", "unreplicated_count", "quota_used")
+_NEW_ROW_COLUMNS = ("node_id", *_ZEROED, "daily_quota", "updated_at")
+
+
 def _new_rows(node_ids: list[str], rules: ReliabilityRules, now: datetime) -> list[dict]:
     return [
-        {
-            "node_id": n,
-            "consecutive_valid": 0,
-            "consecutive_invalid": 0,
-            "consecutive_errors": 0,
-            "results_count": 0,
-            "valid_count": 0,
-            "invalid_count": 0,
-            "error_count": 0,
-            "unreplicated_count": 0,
-            "daily_quota": rules.base_daily_quota,
-            "quota_used": 0,
-            "updated_at": now,
-        }
+        {"node_id": n, **dict.fromkeys(_ZEROED, 0), "daily_quota": rules.base_daily_quota, "updated_at": now}
         for n in node_ids
     ]
 
@@ -116,9 +108,8 @@ class LeaseGate:
 
 @lru_cache(maxsize=4)
 def _reserve_statement(dialect: str):
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(R)
-    ins = ins.values({c: bindparam(f"b_{c}") for c in _new_rows(["x"], DEFAULT_RULES, datetime.min)[0]} | {
-        "quota_day": bindparam("b_quota_day")})
+    ins = insert_for_dialect(dialect, R).values(
+        {c: bindparam(f"b_{c}") for c in (*_NEW_ROW_COLUMNS, "quota_day")})
     return ins.on_conflict_do_update(
         index_elements=[R.c.node_id],
         set_={
