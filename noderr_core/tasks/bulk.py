@@ -1,13 +1,17 @@
 """Set-based writes that stay one statement per batch on PostgreSQL and cheap on SQLite.
 
-psycopg2 runs an UPDATE executemany as one round trip per row; the task queue updates rows by the
-hundred, so on PostgreSQL a batch becomes a single `UPDATE … FROM (VALUES …)` instead. SQLite is
-in-process (no round trips), so a plain executemany is already the fast path there.
+psycopg2 runs an executemany as one round trip per row, and the task queue writes rows by the
+hundred, so on PostgreSQL each batch is one `UPDATE … FROM unnest(…)` (or `INSERT … SELECT … FROM
+unnest(…) ON CONFLICT …`) whose parameters are one array per column. `write_batches` goes further:
+several batches become one statement of data-modifying CTEs, one round trip for a whole
+transaction's writes. SQLite is in-process (no round trips): a plain executemany per batch is
+already its fast path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -20,6 +24,57 @@ def is_postgresql(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+@dataclass(frozen=True)
+class BulkUpdate:
+    """UPDATE table SET <columns> per row, matching rows on <keys>."""
+
+    table: Table
+    keys: Sequence[str]
+    columns: Sequence[str]
+    rows: Sequence[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class BulkUpsert:
+    """INSERT rows (every row has the same keys); on a conflict on <conflict>, overwrite <update_columns>."""
+
+    table: Table
+    conflict: Sequence[str]
+    update_columns: Sequence[str]
+    rows: Sequence[dict[str, Any]]
+
+
+def write_batches(session: Session, *writes: BulkUpdate | BulkUpsert) -> None:
+    """Run the writes: one statement on PostgreSQL, one executemany per write on SQLite.
+
+    On PostgreSQL every write sees the same snapshot and none sees another's changes, so the writes
+    must not touch the same rows (one statement cannot change a row twice).
+    """
+    writes = tuple(w for w in writes if w.rows)
+    if not writes:
+        return
+    if is_postgresql(session):
+        _write_postgresql(session, writes)
+        return
+    conn = session.connection()
+    for w in writes:
+        if isinstance(w, BulkUpdate):
+            stmt = (
+                update(w.table)
+                .where(and_(*(w.table.c[k] == bindparam(f"k_{k}") for k in w.keys)))
+                .values({c: bindparam(f"v_{c}") for c in w.columns})
+            )
+            conn.execute(stmt, [{**{f"k_{k}": r[k] for k in w.keys}, **{f"v_{c}": r[c] for c in w.columns}}
+                                for r in w.rows])
+        else:
+            ins = sqlite.insert(w.table)
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=list(w.conflict), set_={c: ins.excluded[c] for c in w.update_columns}),
+                list(w.rows),
+            )
+
+
 def bulk_update(
     session: Session,
     table: Table,
@@ -29,52 +84,7 @@ def bulk_update(
     rows: Sequence[dict[str, Any]],
 ) -> None:
     """UPDATE table SET <columns> per row, matching rows on <keys>; one statement on PostgreSQL."""
-    if not rows:
-        return
-    if is_postgresql(session):
-        _bulk_update_postgresql(session, table, keys, columns, rows)
-        return
-    stmt = (
-        update(table)
-        .where(and_(*(table.c[k] == bindparam(f"k_{k}") for k in keys)))
-        .values({c: bindparam(f"v_{c}") for c in columns})
-    )
-    params = [{**{f"k_{k}": r[k] for k in keys}, **{f"v_{c}": r[c] for c in columns}} for r in rows]
-    session.connection().execute(stmt, params)
-
-
-@lru_cache(maxsize=256)
-def _column_codecs(dialect, table: Table, names: tuple[str, ...]) -> tuple[dict[str, str], list]:
-    """(PostgreSQL type name per column, bind processor per column), once per statement shape."""
-    processors = [table.c[n].type._cached_bind_processor(dialect) for n in names]
-    pg_types = {n: table.c[n].type.compile(dialect=dialect) for n in names}
-    return pg_types, processors
-
-
-def _driver_params(session, table, names, rows) -> tuple[dict[str, str], tuple]:
-    """PostgreSQL type names per column and the rows' values as the driver wants them."""
-    pg_types, processors = _column_codecs(session.get_bind().dialect, table, tuple(names))
-    params: list[Any] = []
-    for r in rows:
-        for n, proc in zip(names, processors):
-            value = r[n]
-            params.append(proc(value) if proc is not None and value is not None else value)
-    return pg_types, tuple(params)
-
-
-def _bulk_update_postgresql(session, table, keys, columns, rows) -> None:
-    # Hand-built `UPDATE … FROM (VALUES …)` sent through the driver: compiling SQLAlchemy's
-    # values() construct for a 64-row batch costs tens of milliseconds, far more than running it.
-    names = [*keys, *columns]
-    pg_types, params = _driver_params(session, table, names, rows)
-    placeholders = "(" + ", ".join(["%s"] * len(names)) + ")"
-    set_clause = ", ".join(f"{c} = v.{c}::{pg_types[c]}" for c in columns)
-    where = " AND ".join(f"{table.name}.{k} = v.{k}::{pg_types[k]}" for k in keys)
-    sql = (
-        f"UPDATE {table.name} SET {set_clause} "
-        f"FROM (VALUES {', '.join([placeholders] * len(rows))}) AS v ({', '.join(names)}) WHERE {where}"
-    )
-    session.connection().exec_driver_sql(sql, params)
+    write_batches(session, BulkUpdate(table, keys, columns, rows))
 
 
 def bulk_upsert(
@@ -86,24 +96,58 @@ def bulk_upsert(
     rows: Sequence[dict[str, Any]],
 ) -> None:
     """INSERT rows; on a conflict on <conflict>, overwrite <update_columns>. One statement on PG."""
-    if not rows:
-        return
-    names = list(rows[0])
-    if is_postgresql(session):
-        pg_types, params = _driver_params(session, table, names, rows)
-        placeholders = "(" + ", ".join(f"%s::{pg_types[n]}" for n in names) + ")"
-        sql = (
-            f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
-            f"{', '.join([placeholders] * len(rows))} ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET "
-            + ", ".join(f"{c} = EXCLUDED.{c}" for c in update_columns)
-        )
-        session.connection().exec_driver_sql(sql, params)
-        return
-    ins = sqlite.insert(table)
-    stmt = ins.on_conflict_do_update(
-        index_elements=list(conflict), set_={c: ins.excluded[c] for c in update_columns}
-    )
-    session.connection().execute(stmt, list(rows))
+    write_batches(session, BulkUpsert(table, conflict, update_columns, rows))
+
+
+@lru_cache(maxsize=256)
+def _column_codecs(dialect, table: Table, names: tuple[str, ...]) -> tuple[list[str], list]:
+    """(PostgreSQL array type per column, bind processor per column), once per statement shape."""
+    processors = [table.c[n].type._cached_bind_processor(dialect) for n in names]
+    array_types = [table.c[n].type.compile(dialect=dialect) + "[]" for n in names]
+    return array_types, processors
+
+
+def _unnest(dialect, table: Table, names: Sequence[str], rows, prefix: str, params: dict) -> str:
+    """`unnest(%(p0)s::T0[], …) AS v (names…)`, adding one array per column to `params`."""
+    array_types, processors = _column_codecs(dialect, table, tuple(names))
+    args = []
+    for i, (name, proc) in enumerate(zip(names, processors)):
+        values = [r[name] for r in rows]
+        if proc is not None:
+            values = [None if v is None else proc(v) for v in values]
+        params[f"{prefix}{i}"] = values
+        args.append(f"%({prefix}{i})s::{array_types[i]}")
+    return f"unnest({', '.join(args)}) AS v ({', '.join(names)})"
+
+
+def _write_postgresql(session: Session, writes: Sequence[BulkUpdate | BulkUpsert]) -> None:
+    # Hand-built SQL sent through the driver: compiling SQLAlchemy's constructs for a 64-row batch
+    # costs more than running it, and one array per column keeps the statement text small.
+    dialect = session.get_bind().dialect
+    params: dict[str, Any] = {}
+    parts = []
+    for n, w in enumerate(writes):
+        t = w.table.name
+        if isinstance(w, BulkUpdate):
+            names = [*w.keys, *w.columns]
+            source = _unnest(dialect, w.table, names, w.rows, f"w{n}_", params)
+            parts.append(
+                f"UPDATE {t} SET {', '.join(f'{c} = v.{c}' for c in w.columns)} FROM {source} "
+                f"WHERE {' AND '.join(f'{t}.{k} = v.{k}' for k in w.keys)}"
+            )
+        else:
+            names = list(w.rows[0])
+            source = _unnest(dialect, w.table, names, w.rows, f"w{n}_", params)
+            parts.append(
+                f"INSERT INTO {t} ({', '.join(names)}) SELECT {', '.join(names)} FROM {source} "
+                f"ON CONFLICT ({', '.join(w.conflict)}) DO UPDATE SET "
+                + ", ".join(f"{c} = EXCLUDED.{c}" for c in w.update_columns)
+            )
+    if len(parts) == 1:
+        sql = parts[0]
+    else:
+        sql = "WITH " + ", ".join(f"w{n} AS ({p})" for n, p in enumerate(parts)) + " SELECT 1"
+    session.connection().exec_driver_sql(sql, params)
 
 
 def dialect_insert(session: Session, table: Table):

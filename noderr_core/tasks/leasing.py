@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import lru_cache, partial
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, and_, bindparam, case, cast, func, literal, or_, select, text, update
+from sqlalchemy import ARRAY, Text, TypeDecorator, and_, any_, bindparam, case, cast, func, literal, or_, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from noderr_core.tables.tasks import (
@@ -30,8 +32,8 @@ from noderr_core.tables.tasks import (
     TaskAssignment,
     TaskStatus,
 )
-from noderr_core.tasks.bulk import bulk_update, bulk_upsert, is_postgresql
-from noderr_core.tasks.reliability import reserve_quota_day, use_quota
+from noderr_core.tasks.bulk import BulkUpdate, BulkUpsert, is_postgresql, write_batches
+from noderr_core.tasks.reliability import quota_spent, reserve_quota_day
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
 from noderr_core.timeutil import utcnow
 
@@ -158,6 +160,7 @@ _OVERDUE = (
     .with_for_update(skip_locked=True)
 )
 _OVERDUE_OF = _OVERDUE.where(T.c.id.in_(_IDS))
+_IDS_ARRAY = bindparam("ids", type_=ARRAY(T.c.id.type))
 DEADLINE_PASSED = "deadline passed before a quorum of nodes agreed"
 _FAIL_TASKS = (
     update(T)
@@ -185,18 +188,61 @@ def prefer_index_plans(session: Session, *, queue_order: bool = False) -> None:
     `queue_order` also makes the lease scan walk ix_tasks_leasable in queue order and stop after
     `limit` rows: estimates for `leasable_at <= now` are poor, and a plan that collects every
     leasable task and sorts it costs ~1 s on a 30k queue instead of ~2 ms. SET LOCAL lasts until
-    the transaction ends.
+    the transaction ends. `with_index_plans` sends the settings with a query instead (one round
+    trip fewer).
     """
     if not is_postgresql(session):
         return
-    session.execute(_ORDERED_INDEX_PLANS if queue_order else _INDEX_PLANS)
+    session.execute(text(_plan_settings(queue_order)))
 
 
-_INDEX_PLANS = text("SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0")
-_ORDERED_INDEX_PLANS = text(
-    "SET LOCAL enable_seqscan = off; SET LOCAL max_parallel_workers_per_gather = 0; "
-    "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
-)
+def _plan_settings(queue_order: bool) -> str:
+    settings = ["enable_seqscan = off", "max_parallel_workers_per_gather = 0"]
+    if queue_order:
+        settings += ["enable_bitmapscan = off", "enable_sort = off"]
+    return "; ".join(f"SET LOCAL {s}" for s in settings)
+
+
+@dataclass(frozen=True)
+class _DriverStatement:
+    sql: str
+    binds: dict[str, Any]  # parameter name -> bind processor (or None)
+    results: tuple  # (column name, result processor or None) per column
+
+
+@lru_cache(maxsize=16)
+def _driver_statement(statement, queue_order: bool) -> _DriverStatement:
+    dialect = postgresql.psycopg2.dialect()
+    compiled = statement.compile(dialect=dialect)
+    binds = {b.key: b.type._cached_bind_processor(dialect) for b in compiled.binds.values()}
+    # psycopg2's own values serve (it parses JSON itself), except for our TypeDecorators (UTC datetimes).
+    results = tuple(
+        (c.name, partial(c.type.process_result_value, dialect=dialect) if isinstance(c.type, TypeDecorator)
+         else None)
+        for c in statement.selected_columns
+    )
+    return _DriverStatement(f"{_plan_settings(queue_order)}; {compiled}", binds, results)
+
+
+def with_index_plans(
+    session: Session, statement, params: dict[str, Any], *, queue_order: bool = False
+) -> list[dict[str, Any]]:
+    """A prebuilt SELECT run after `prefer_index_plans`, in one round trip on PostgreSQL; rows as dicts.
+
+    On PostgreSQL the statement must use plain bind parameters (`= ANY(:ids)`, not an expanding
+    IN). Values come back as SQLAlchemy returns them (UTC-aware datetimes, parsed JSON).
+    """
+    if not is_postgresql(session):
+        return [dict(r) for r in session.execute(statement, params).mappings()]
+    ds = _driver_statement(statement, queue_order)
+    driver_params = {
+        k: (v if v is None or ds.binds.get(k) is None else ds.binds[k](v)) for k, v in params.items()
+    }
+    rows = session.connection().exec_driver_sql(ds.sql, driver_params).all()
+    return [
+        {name: (v if proc is None or v is None else proc(v)) for (name, proc), v in zip(ds.results, row)}
+        for row in rows
+    ]
 
 
 def fail_overdue_tasks(
@@ -323,9 +369,9 @@ def lease_tasks(
             "grows back with valid results)",
         )
 
-    fail_overdue_tasks(session, now, limit=500)
-
-    prefer_index_plans(session, queue_order=True)
+    # Undecided tasks past their deadline fail here; the plan settings ride along (one round trip).
+    overdue = with_index_plans(session, _OVERDUE, {"now": now, "limit": 500}, queue_order=True)
+    fail_past_deadline(session, [r["id"] for r in overdue], now)
     params = {"now": now, "node_id": node_id, "operator_id": operator_id, "limit": allowance}
     candidate_ids: list[str] = []
     for model in sorted(set(model_names)):
@@ -340,56 +386,72 @@ def lease_tasks(
     if not chosen:
         return LeaseOutcome([], None)
 
-    bulk_upsert(
-        session, A, conflict=("task_id", "node_id"),
-        update_columns=("status", "unreplicated", "leased_at", "lease_expires_at", "outcome"),
-        rows=[
-            {
-                "task_id": p.task.id,
-                "node_id": node_id,
-                "operator_id": operator_id,
-                "status": LEASED,
-                "unreplicated": p.unreplicated,
-                "leased_at": now,
-                "lease_expires_at": expires,
-                "outcome": ResultOutcome.PENDING.value,
-            }
-            for p in chosen
-        ],
-    )
     replaced = [p.task.id for p in chosen if p.task.has_expired]
     if replaced:
         session.execute(_EXPIRE_REPLACED, {"ids": replaced, "now": now, "b_node_id": node_id})
-    bulk_update(
-        session, T, keys=("id",), columns=("status", "replicas_needed", "leasable_at"),
-        rows=[
-            {"id": p.task.id, "status": TaskStatus.IN_PROGRESS.value, "replicas_needed": p.replicas_needed,
-             "leasable_at": p.leasable_at}
-            for p in chosen
-        ],
+    # One statement on PostgreSQL. The quota row is locked by the gate above, so its new value is
+    # known exactly.
+    write_batches(
+        session,
+        BulkUpsert(
+            A, conflict=("task_id", "node_id"),
+            update_columns=("status", "unreplicated", "leased_at", "lease_expires_at", "outcome"),
+            rows=[
+                {
+                    "task_id": p.task.id,
+                    "node_id": node_id,
+                    "operator_id": operator_id,
+                    "status": LEASED,
+                    "unreplicated": p.unreplicated,
+                    "leased_at": now,
+                    "lease_expires_at": expires,
+                    "outcome": ResultOutcome.PENDING.value,
+                }
+                for p in chosen
+            ],
+        ),
+        BulkUpdate(
+            T, keys=("id",), columns=("status", "replicas_needed", "leasable_at"),
+            rows=[
+                {"id": p.task.id, "status": TaskStatus.IN_PROGRESS.value, "replicas_needed": p.replicas_needed,
+                 "leasable_at": p.leasable_at}
+                for p in chosen
+            ],
+        ),
+        quota_spent(node_id, gate.quota_used + len(chosen), now),
     )
-    use_quota(session, node_id, len(chosen), now)
     return LeaseOutcome(
         [LeaseGrant(p.task.id, p.task.model_name, p.task.inputs_json, expires, p.unreplicated) for p in chosen],
         expires,
     )
 
 
-_LOCK_TASKS = (
-    select(
-        T.c.id, T.c.status, T.c.fail_reason, T.c.replicas, T.c.quorum, T.c.tolerance,
-        T.c.max_replicas, T.c.replicas_needed, T.c.leasable_at, T.c.result, T.c.challenge_expected,
-        T.c.deadline_at,
+def _lock_tasks_query(which):
+    return (
+        select(
+            T.c.id, T.c.status, T.c.fail_reason, T.c.replicas, T.c.quorum, T.c.tolerance,
+            T.c.max_replicas, T.c.replicas_needed, T.c.leasable_at, T.c.result, T.c.challenge_expected,
+            T.c.deadline_at,
+        )
+        .where(which)
+        .order_by(T.c.id)
+        .with_for_update()
     )
-    .where(T.c.id.in_(_IDS))
-    .order_by(T.c.id)
-    .with_for_update()
-)
+
+
+_LOCK_TASKS = _lock_tasks_query(T.c.id.in_(_IDS))
+_LOCK_TASKS_ANY = _lock_tasks_query(T.c.id == any_(_IDS_ARRAY))
 
 
 def _lock_tasks(session: Session, task_ids: list[str]) -> dict[str, Any]:
     """Lock the tasks in id order (every writer does, so they cannot deadlock) and return them."""
     return {r.id: r for r in session.execute(_LOCK_TASKS, {"ids": sorted(set(task_ids))})}
+
+
+def lock_tasks_for_results(session: Session, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """`_lock_tasks` for the results path: index plans set in the same round trip, rows as dicts."""
+    statement = _LOCK_TASKS_ANY if is_postgresql(session) else _LOCK_TASKS
+    return {r["id"]: r for r in with_index_plans(session, statement, {"ids": sorted(set(task_ids))})}
 
 
 @dataclass(frozen=True)

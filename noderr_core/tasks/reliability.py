@@ -11,12 +11,12 @@ from datetime import datetime
 from functools import lru_cache
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import bindparam, case, select
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
 from noderr_core.tables.tasks import NodeReliability
-from noderr_core.tasks.bulk import bulk_update, dialect_insert, insert_for_dialect, is_postgresql
+from noderr_core.tasks.bulk import BulkUpdate, dialect_insert, insert_for_dialect, is_postgresql
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
 
 
@@ -81,7 +81,7 @@ def lock_reliability_records(
 ) -> dict[str, SimpleNamespace]:
     """The nodes' reliability rows as plain records (created if missing), locked in node-id order.
 
-    Change them with `apply_events`, then store them with `store_reliability_records`.
+    Change them with `apply_events`, then store them with `reliability_records_write`.
     """
     node_ids = sorted(set(node_ids))
     if not node_ids:
@@ -94,8 +94,9 @@ def lock_reliability_records(
     return {r["node_id"]: SimpleNamespace(**r) for r in found}
 
 
-def store_reliability_records(session: Session, records: list[SimpleNamespace]) -> None:
-    bulk_update(session, R, keys=("node_id",), columns=_MUTABLE, rows=[vars(r) for r in records])
+def reliability_records_write(records: list[SimpleNamespace]) -> BulkUpdate:
+    """The write that stores records changed by `apply_events` (run it with `write_batches`)."""
+    return BulkUpdate(R, keys=("node_id",), columns=_MUTABLE, rows=[vars(r) for r in records])
 
 
 @dataclass(frozen=True)
@@ -131,15 +132,10 @@ def reserve_quota_day(session: Session, node_id: str, rules: ReliabilityRules, n
     return LeaseGate(*row)
 
 
-_USE_QUOTA = (
-    update(R)
-    .where(R.c.node_id == bindparam("b_node_id"))
-    .values(quota_used=R.c.quota_used + bindparam("b_n"), updated_at=bindparam("b_now"))
-)
-
-
-def use_quota(session: Session, node_id: str, n: int, now: datetime) -> None:
-    session.execute(_USE_QUOTA, {"b_node_id": node_id, "b_n": n, "b_now": now})
+def quota_spent(node_id: str, quota_used: int, now: datetime) -> BulkUpdate:
+    """The write that records today's quota use, for a row the caller holds locked (`reserve_quota_day`)."""
+    return BulkUpdate(R, keys=("node_id",), columns=("quota_used", "updated_at"),
+                      rows=[{"node_id": node_id, "quota_used": quota_used, "updated_at": now}])
 
 
 @dataclass

@@ -25,22 +25,21 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from noderr_core.tables.tasks import AssignmentStatus, ResultOutcome, TaskStatus
-from noderr_core.tasks.bulk import bulk_update
+from noderr_core.tasks.bulk import BulkUpdate, write_batches
 from noderr_core.tasks.challenges import judge_challenge
 from noderr_core.tasks.comparison import largest_agreeing_group, outputs_agree
 from noderr_core.tasks.leasing import (
     DEADLINE_PASSED,
     A,
     T,
-    _lock_tasks,
     fail_past_deadline,
-    prefer_index_plans,
+    lock_tasks_for_results,
 )
 from noderr_core.tasks.reliability import (
     NodeEvents,
     apply_events,
     lock_reliability_records,
-    store_reliability_records,
+    reliability_records_write,
 )
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
 from noderr_core.timeutil import utcnow
@@ -95,8 +94,7 @@ def submit_results(
     rules: ReliabilityRules = DEFAULT_RULES,
 ) -> list[ResultAckView]:
     now = now or utcnow()
-    prefer_index_plans(session)
-    tasks = {tid: r._asdict() for tid, r in _lock_tasks(session, [r.task_id for r in results]).items()}
+    tasks = lock_tasks_for_results(session, [r.task_id for r in results])
     # Undecided at the deadline = failed, even if a result arrives before any lease call noticed.
     overdue = [
         t["id"] for t in tasks.values()
@@ -186,25 +184,29 @@ def submit_results(
         if any(update[k] != task[k] for k in _TASK_STATE):
             task_updates.append(update)  # (an unchanged row is not rewritten)
 
-    bulk_update(
-        session, A, keys=("task_id", "node_id"),
-        columns=("status", "submitted_at", "result", "error", "model_version", "duration_ms", "outcome",
-                 "judged_at"),
-        rows=[{**r, "node_id": node_id} for r in mine_changed],
+    # Reliability rows are locked after the tasks (every writer locks in that order), then every
+    # write of the batch goes out together: one statement on PostgreSQL.
+    records = lock_reliability_records(session, list(events), rules, now) if events else {}
+    for nid, ev in events.items():
+        apply_events(records[nid], ev, rules, now)
+    write_batches(
+        session,
+        BulkUpdate(
+            A, keys=("task_id", "node_id"),
+            columns=("status", "submitted_at", "result", "error", "model_version", "duration_ms", "outcome",
+                     "judged_at"),
+            rows=[{**r, "node_id": node_id} for r in mine_changed],
+        ),
+        BulkUpdate(A, keys=("task_id", "node_id"), columns=("outcome", "judged_at"),
+                   rows=[r for r in judged if not r.get("_mine")]),
+        BulkUpdate(
+            T, keys=("id",),
+            columns=("status", "result", "agreeing_node_ids", "validated_by", "fail_reason", "decided_at",
+                     "leasable_at", "replicas_needed"),
+            rows=task_updates,
+        ),
+        reliability_records_write(list(records.values())),
     )
-    others = [r for r in judged if not r.get("_mine")]
-    bulk_update(session, A, keys=("task_id", "node_id"), columns=("outcome", "judged_at"), rows=others)
-    bulk_update(
-        session, T, keys=("id",),
-        columns=("status", "result", "agreeing_node_ids", "validated_by", "fail_reason", "decided_at",
-                 "leasable_at", "replicas_needed"),
-        rows=task_updates,
-    )
-    if events:
-        records = lock_reliability_records(session, list(events), rules, now)
-        for nid, ev in events.items():
-            apply_events(records[nid], ev, rules, now)
-        store_reliability_records(session, list(records.values()))
     return acks
 
 
