@@ -1,4 +1,4 @@
-"""Set-based writes that stay one statement per batch on PostgreSQL and cheap on SQLite.
+"""The task hot path's statements: set-based writes, and prepared reads, on PostgreSQL.
 
 psycopg2 runs an executemany as one round trip per row, and the task queue writes rows by the
 hundred, so on PostgreSQL each batch is one `UPDATE … FROM unnest(…)` (or `INSERT … SELECT … FROM
@@ -6,23 +6,33 @@ unnest(…) ON CONFLICT …`) whose parameters are one array per column. `write_
 several batches become one statement of data-modifying CTEs, one round trip for a whole
 transaction's writes. SQLite is in-process (no round trips): a plain executemany per batch is
 already its fast path.
+
+On PostgreSQL these statements, and the hot path's reads (`driver_rows`), are prepared once per
+connection and run straight through the driver: planning a fused write cost 0.6–1.1 ms a call, and
+SQLAlchemy's execution layer ~0.3 ms of Python per statement.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, update
+from sqlalchemy import Table, TypeDecorator, and_, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.sqltypes import NullType
+
+
+def dialect_name(session: Session) -> str:
+    return session.get_bind().dialect.name
 
 
 def is_postgresql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+    return dialect_name(session) == "postgresql"
 
 
 @dataclass(frozen=True)
@@ -151,28 +161,99 @@ def _write_postgresql(session: Session, writes: Sequence[BulkUpdate | BulkUpsert
         sql = parts[0]
     else:
         sql = "WITH " + ", ".join(f"w{n} AS ({p})" for n, p in enumerate(parts)) + " SELECT 1"
-    run_prepared(session, sql, types, params)
+    run_prepared(session, sql, params, types=types)
 
 
-def run_prepared(session: Session, sql: str, types: Sequence[str], params: Sequence[Any]):
-    """Run `sql` ($1… parameters of `types`) as a statement prepared once per PostgreSQL connection.
+def run_prepared(
+    session: Session, sql: str, params: Sequence[Any], *, types: Sequence[str] | None = None, before: str = ""
+):
+    """Run `sql` ($1… parameters) as a statement prepared once per PostgreSQL connection.
 
-    The set of prepared names lives in the pooled connection's `info`, which SQLAlchemy discards
-    with the connection (a reconnect prepares again). Prepared statements outlive transactions.
+    `types` names the parameters' types (`unknown`, or none at all: PostgreSQL infers them from
+    their use); the types it settled on are read back once, to cast each argument. `before` (e.g. SET LOCAL settings) goes out in the same round trip. The prepared
+    names live in the pooled connection's `info`, which SQLAlchemy discards with the connection (a
+    reconnect prepares again); prepared statements outlive transactions.
     """
     conn = session.connection()
-    prepared = conn.connection.info.setdefault("noderr_prepared", set())
+    prepared = conn.connection.info.setdefault("noderr_prepared", {})
     name = "noderr_" + hashlib.blake2b(f"{types}{sql}".encode(), digest_size=8).hexdigest()
-    if name not in prepared:
-        conn.exec_driver_sql(f"PREPARE {name} ({', '.join(types)}) AS {sql}")
-        prepared.add(name)
-    # (each argument cast: psycopg2 sends a list of strings as text[], which json[] does not take)
-    return conn.exec_driver_sql(f"EXECUTE {name} ({', '.join(f'%s::{t}' for t in types)})", tuple(params))
+    arg_types = prepared.get(name)
+    if arg_types is None:
+        declared = f" ({', '.join(types)})" if types else ""
+        conn.exec_driver_sql(f"PREPARE {name}{declared} AS {sql}".replace("%", "%%"), ())
+        arg_types = conn.exec_driver_sql(
+            "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = %s", (name,)
+        ).scalar_one()
+        prepared[name] = arg_types
+    # Each argument cast: psycopg2 sends values as literals (a list of strings as text[], which
+    # json[] does not take).
+    execute = f"EXECUTE {name} ({', '.join(f'%s::{t}' for t in arg_types)})" if arg_types else f"EXECUTE {name}"
+    return conn.exec_driver_sql(f"{before}; {execute}" if before else execute, tuple(params))
+
+
+@dataclass(frozen=True)
+class _PreparedSelect:
+    sql: str  # $1… parameters
+    names: tuple[str, ...]  # the bind parameter behind each $n
+    types: tuple[str, ...]  # its PostgreSQL type ("unknown": inferred)
+    constants: dict[str, Any]  # values of the statement's own literals, by name
+    binds: tuple  # bind processor (or None) per $n
+    results: tuple  # (column name, result processor or None) per column
+
+
+@lru_cache(maxsize=64)
+def _prepared_select(statement) -> _PreparedSelect:
+    dialect = postgresql.psycopg2.dialect()
+    compiled = statement.compile(dialect=dialect)
+    names: list[str] = []
+
+    def positional(match: re.Match) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    sql = re.sub(r"%\((\w+)\)s", positional, str(compiled)).replace("%%", "%")
+    by_name = {compiled.bind_names[b]: b for b in compiled.binds.values()}
+    binds = tuple(by_name[n].type._cached_bind_processor(dialect) for n in names)
+    # Declared as SQLAlchemy types them (a literal 1 in a CASE is an integer, not text); untyped
+    # parameters are left for PostgreSQL to infer.
+    types = tuple(
+        "unknown" if isinstance(by_name[n].type, NullType) else by_name[n].type.compile(dialect=dialect)
+        for n in names
+    )
+    # Literals in the statement (a status compared with a constant) are bound parameters too.
+    constants = {n: by_name[n].effective_value for n in names if not by_name[n].required}
+    # psycopg2's own values serve (it parses JSON itself), except for our TypeDecorators (UTC datetimes).
+    results = tuple(
+        (c.name, partial(c.type.process_result_value, dialect=dialect) if isinstance(c.type, TypeDecorator)
+         else None)
+        for c in statement.exported_columns
+    )
+    return _PreparedSelect(sql, tuple(names), types, constants, binds, results)
+
+
+def driver_rows(session: Session, statement, params: dict[str, Any], *, before: str = "") -> list[dict[str, Any]]:
+    """The rows of a prebuilt statement that returns rows, as dicts.
+
+    On PostgreSQL the statement is prepared once per connection and run through the driver, with
+    `before` in the same round trip; it must use plain bind parameters (`= ANY(:ids)`, not an
+    expanding IN). Values come back as SQLAlchemy returns them (UTC-aware datetimes, parsed JSON).
+    """
+    if not is_postgresql(session):
+        return [dict(r) for r in session.execute(statement, params).mappings()]
+    ps = _prepared_select(statement)
+    args = [params[n] if n in params else ps.constants[n] for n in ps.names]
+    args = [v if proc is None or v is None else proc(v) for v, proc in zip(args, ps.binds)]
+    rows = run_prepared(session, ps.sql, args, types=ps.types, before=before).all()
+    return [
+        {name: (v if proc is None or v is None else proc(v)) for (name, proc), v in zip(ps.results, row)}
+        for row in rows
+    ]
 
 
 def dialect_insert(session: Session, table: Table):
     """INSERT with ON CONFLICT support for the session's backend."""
-    return insert_for_dialect(session.get_bind().dialect.name, table)
+    return insert_for_dialect(dialect_name(session), table)
 
 
 def insert_for_dialect(dialect_name: str, table: Table):

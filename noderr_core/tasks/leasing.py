@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from functools import lru_cache, partial
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, Text, TypeDecorator, and_, any_, bindparam, case, cast, func, literal, or_, select, text, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import ARRAY, Text, and_, any_, bindparam, case, cast, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from noderr_core.tables.tasks import (
@@ -32,7 +30,7 @@ from noderr_core.tables.tasks import (
     TaskAssignment,
     TaskStatus,
 )
-from noderr_core.tasks.bulk import BulkUpdate, BulkUpsert, is_postgresql, write_batches
+from noderr_core.tasks.bulk import BulkUpdate, BulkUpsert, dialect_name, driver_rows, is_postgresql, write_batches
 from noderr_core.tasks.reliability import quota_spent, reserve_quota_day
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
 from noderr_core.timeutil import utcnow
@@ -123,7 +121,7 @@ def _flag(condition):
     return func.max(case((condition, 1), else_=0))
 
 
-def _build_slot_query():
+def _build_slot_query(which):
     """Each locked candidate with what its replicas say, in one grouped read (a fresh snapshot)."""
     live = _live(_NOW)
     leased_live = and_(A.c.status == LEASED, A.c.lease_expires_at > _NOW)
@@ -139,13 +137,15 @@ def _build_slot_query():
             .label("has_expired"),
         )
         .select_from(T.outerjoin(A, A.c.task_id == T.c.id))
-        .where(T.c.id.in_(_IDS))
+        .where(which)
         .group_by(T.c.id)
     )
 
 
 _CANDIDATES = _build_candidate_query()
-_SLOTS = _build_slot_query()
+_IDS_ARRAY = bindparam("ids", type_=ARRAY(T.c.id.type))  # `= ANY(:ids)`: one statement text for any count
+_SLOTS = {"sqlite": _build_slot_query(T.c.id.in_(_IDS)),
+          "postgresql": _build_slot_query(T.c.id == any_(_IDS_ARRAY))}
 # Expired leases on newly leased tasks have been replaced: their late results will be refused.
 _EXPIRE_REPLACED = (
     update(A)
@@ -160,7 +160,6 @@ _OVERDUE = (
     .with_for_update(skip_locked=True)
 )
 _OVERDUE_OF = _OVERDUE.where(T.c.id.in_(_IDS))
-_IDS_ARRAY = bindparam("ids", type_=ARRAY(T.c.id.type))
 DEADLINE_PASSED = "deadline passed before a quorum of nodes agreed"
 _FAIL_TASKS = (
     update(T)
@@ -188,8 +187,7 @@ def prefer_index_plans(session: Session, *, queue_order: bool = False) -> None:
     `queue_order` also makes the lease scan walk ix_tasks_leasable in queue order and stop after
     `limit` rows: estimates for `leasable_at <= now` are poor, and a plan that collects every
     leasable task and sorts it costs ~1 s on a 30k queue instead of ~2 ms. SET LOCAL lasts until
-    the transaction ends. `with_index_plans` sends the settings with a query instead (one round
-    trip fewer).
+    the transaction ends. `plan_settings` sends them with a query instead (one round trip fewer).
     """
     if not is_postgresql(session):
         return
@@ -203,46 +201,9 @@ def _plan_settings(queue_order: bool) -> str:
     return "; ".join(f"SET LOCAL {s}" for s in settings)
 
 
-@dataclass(frozen=True)
-class _DriverStatement:
-    sql: str
-    binds: dict[str, Any]  # parameter name -> bind processor (or None)
-    results: tuple  # (column name, result processor or None) per column
-
-
-@lru_cache(maxsize=16)
-def _driver_statement(statement, queue_order: bool) -> _DriverStatement:
-    dialect = postgresql.psycopg2.dialect()
-    compiled = statement.compile(dialect=dialect)
-    binds = {b.key: b.type._cached_bind_processor(dialect) for b in compiled.binds.values()}
-    # psycopg2's own values serve (it parses JSON itself), except for our TypeDecorators (UTC datetimes).
-    results = tuple(
-        (c.name, partial(c.type.process_result_value, dialect=dialect) if isinstance(c.type, TypeDecorator)
-         else None)
-        for c in statement.selected_columns
-    )
-    return _DriverStatement(f"{_plan_settings(queue_order)}; {compiled}", binds, results)
-
-
-def with_index_plans(
-    session: Session, statement, params: dict[str, Any], *, queue_order: bool = False
-) -> list[dict[str, Any]]:
-    """A prebuilt SELECT run after `prefer_index_plans`, in one round trip on PostgreSQL; rows as dicts.
-
-    On PostgreSQL the statement must use plain bind parameters (`= ANY(:ids)`, not an expanding
-    IN). Values come back as SQLAlchemy returns them (UTC-aware datetimes, parsed JSON).
-    """
-    if not is_postgresql(session):
-        return [dict(r) for r in session.execute(statement, params).mappings()]
-    ds = _driver_statement(statement, queue_order)
-    driver_params = {
-        k: (v if v is None or ds.binds.get(k) is None else ds.binds[k](v)) for k, v in params.items()
-    }
-    rows = session.connection().exec_driver_sql(ds.sql, driver_params).all()
-    return [
-        {name: (v if proc is None or v is None else proc(v)) for (name, proc), v in zip(ds.results, row)}
-        for row in rows
-    ]
+def plan_settings(*, queue_order: bool = False) -> str:
+    """`prefer_index_plans` as SQL text, to send along with a query (`bulk.driver_rows(before=…)`)."""
+    return _plan_settings(queue_order)
 
 
 def fail_overdue_tasks(
@@ -370,17 +331,18 @@ def lease_tasks(
         )
 
     # Undecided tasks past their deadline fail here; the plan settings ride along (one round trip).
-    overdue = with_index_plans(session, _OVERDUE, {"now": now, "limit": 500}, queue_order=True)
+    overdue = driver_rows(session, _OVERDUE, {"now": now, "limit": 500}, before=plan_settings(queue_order=True))
     fail_past_deadline(session, [r["id"] for r in overdue], now)
     params = {"now": now, "node_id": node_id, "operator_id": operator_id, "limit": allowance}
     candidate_ids: list[str] = []
     for model in sorted(set(model_names)):
-        candidate_ids.extend(session.scalars(_CANDIDATES, {**params, "model_name": model}))
+        candidate_ids.extend(r["id"] for r in driver_rows(session, _CANDIDATES, {**params, "model_name": model}))
     if not candidate_ids:
         return LeaseOutcome([], None)
 
     # A fresh snapshot of the locked candidates: the exact rules are applied to it.
-    slots = [SlotView(*r) for r in session.execute(_SLOTS, {**params, "ids": candidate_ids})]
+    slots = [SlotView(**r)
+             for r in driver_rows(session, _SLOTS[dialect_name(session)], {**params, "ids": candidate_ids})]
     chosen = plan_leases(slots, allowance=allowance, consecutive_valid=gate.consecutive_valid, now=now,
                          expires=expires, rng=rng, rules=rules)
     if not chosen:
@@ -440,7 +402,7 @@ def _lock_tasks_query(which):
 
 
 _LOCK_TASKS = _lock_tasks_query(T.c.id.in_(_IDS))
-_LOCK_TASKS_ANY = _lock_tasks_query(T.c.id == any_(_IDS_ARRAY))
+_LOCK_TASKS_FOR_RESULTS = {"sqlite": _LOCK_TASKS, "postgresql": _lock_tasks_query(T.c.id == any_(_IDS_ARRAY))}
 
 
 def _lock_tasks(session: Session, task_ids: list[str]) -> dict[str, Any]:
@@ -450,8 +412,9 @@ def _lock_tasks(session: Session, task_ids: list[str]) -> dict[str, Any]:
 
 def lock_tasks_for_results(session: Session, task_ids: list[str]) -> dict[str, dict[str, Any]]:
     """`_lock_tasks` for the results path: index plans set in the same round trip, rows as dicts."""
-    statement = _LOCK_TASKS_ANY if is_postgresql(session) else _LOCK_TASKS
-    return {r["id"]: r for r in with_index_plans(session, statement, {"ids": sorted(set(task_ids))})}
+    statement = _LOCK_TASKS_FOR_RESULTS[dialect_name(session)]
+    return {r["id"]: r for r in driver_rows(session, statement, {"ids": sorted(set(task_ids))},
+                                            before=plan_settings())}
 
 
 @dataclass(frozen=True)

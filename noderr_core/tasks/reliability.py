@@ -11,12 +11,19 @@ from datetime import datetime
 from functools import lru_cache
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, case, select
+from sqlalchemy import ARRAY, any_, bindparam, case, select
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
 from noderr_core.tables.tasks import NodeReliability
-from noderr_core.tasks.bulk import BulkUpdate, dialect_insert, insert_for_dialect, is_postgresql
+from noderr_core.tasks.bulk import (
+    BulkUpdate,
+    dialect_insert,
+    dialect_name,
+    driver_rows,
+    insert_for_dialect,
+    is_postgresql,
+)
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
 
 
@@ -71,9 +78,13 @@ def lock_reliability(
     return {r.node_id: r for r in found}
 
 
-_LOCK_RECORDS = (
-    select(R).where(R.c.node_id.in_(bindparam("ids", expanding=True))).order_by(R.c.node_id).with_for_update()
-)
+_LOCK_RECORDS = {
+    dialect: select(R).where(which).order_by(R.c.node_id).with_for_update()
+    for dialect, which in (
+        ("sqlite", R.c.node_id.in_(bindparam("ids", expanding=True))),
+        ("postgresql", R.c.node_id == any_(bindparam("ids", type_=ARRAY(R.c.node_id.type)))),
+    )
+}
 
 
 def lock_reliability_records(
@@ -86,11 +97,12 @@ def lock_reliability_records(
     node_ids = sorted(set(node_ids))
     if not node_ids:
         return {}
-    found = session.execute(_LOCK_RECORDS, {"ids": node_ids}).mappings().all()
+    lock = _LOCK_RECORDS[dialect_name(session)]
+    found = driver_rows(session, lock, {"ids": node_ids})
     missing = sorted(set(node_ids) - {r["node_id"] for r in found})
     if missing:
         _create_missing(session, missing, rules, now)
-        found = session.execute(_LOCK_RECORDS, {"ids": node_ids}).mappings().all()
+        found = driver_rows(session, lock, {"ids": node_ids})
     return {r["node_id"]: SimpleNamespace(**r) for r in found}
 
 
@@ -128,8 +140,8 @@ def reserve_quota_day(session: Session, node_id: str, rules: ReliabilityRules, n
     """
     [values] = _new_rows([node_id], rules, now)
     params = {f"b_{k}": v for k, v in values.items()} | {"b_quota_day": now.date().isoformat()}
-    row = session.execute(_reserve_statement(session.get_bind().dialect.name), params).one()
-    return LeaseGate(*row)
+    [row] = driver_rows(session, _reserve_statement(dialect_name(session)), params)
+    return LeaseGate(**row)
 
 
 def quota_spent(node_id: str, quota_used: int, now: datetime) -> BulkUpdate:

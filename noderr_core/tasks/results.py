@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ARRAY, any_, bindparam, select
 from sqlalchemy.orm import Session
 
 from noderr_core.tables.tasks import AssignmentStatus, ResultOutcome, TaskStatus
-from noderr_core.tasks.bulk import BulkUpdate, write_batches
+from noderr_core.tasks.bulk import BulkUpdate, dialect_name, driver_rows, write_batches
 from noderr_core.tasks.challenges import judge_challenge
 from noderr_core.tasks.comparison import largest_agreeing_group, outputs_agree
 from noderr_core.tasks.leasing import (
@@ -67,14 +67,21 @@ class ResultAckView:
     reason: str | None = None
 
 
-_REPLICAS = (
-    select(
-        A.c.task_id, A.c.node_id, A.c.status, A.c.outcome, A.c.lease_expires_at, A.c.leased_at,
-        A.c.unreplicated, A.c.result, A.c.error, A.c.submitted_at, A.c.model_version,
+def _replicas_query(which):
+    return (
+        select(
+            A.c.task_id, A.c.node_id, A.c.status, A.c.outcome, A.c.lease_expires_at, A.c.leased_at,
+            A.c.unreplicated, A.c.result, A.c.error, A.c.submitted_at, A.c.model_version,
+        )
+        .where(which)
+        .order_by(A.c.task_id, A.c.id)
     )
-    .where(A.c.task_id.in_(bindparam("ids", expanding=True)))
-    .order_by(A.c.task_id, A.c.id)
-)
+
+
+_REPLICAS = {
+    "sqlite": _replicas_query(A.c.task_id.in_(bindparam("ids", expanding=True))),
+    "postgresql": _replicas_query(A.c.task_id == any_(bindparam("ids", type_=ARRAY(A.c.task_id.type)))),
+}
 
 
 # What `_evaluate` may change on a still-undecided task (the other columns it returns are NULL).
@@ -105,8 +112,8 @@ def submit_results(
         tasks[tid].update(status=FAILED, fail_reason=DEADLINE_PASSED, leasable_at=None)
     rows_by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     if tasks:
-        for r in session.execute(_REPLICAS, {"ids": list(tasks)}):
-            rows_by_task[r.task_id].append(r._asdict())
+        for r in driver_rows(session, _REPLICAS[dialect_name(session)], {"ids": list(tasks)}):
+            rows_by_task[r["task_id"]].append(r)
 
     events: dict[str, NodeEvents] = defaultdict(NodeEvents)
     mine_changed: list[dict[str, Any]] = []
