@@ -48,8 +48,15 @@ def mark_read_only(session: Session) -> None:
     session.connection(execution_options={READ_ONLY_OPTION: True})
 
 
-def make_engine(url: str, **kwargs) -> Engine:
-    """Create an engine with the settings each backend needs under concurrent writers."""
+PREPARED_STATEMENTS_OPTION = "noderr_prepared_statements"
+
+
+def make_engine(url: str, *, prepared_statements: bool = True, **kwargs) -> Engine:
+    """Create an engine with the settings each backend needs under concurrent writers.
+
+    `prepared_statements` (PostgreSQL): whether the task hot path may prepare its statements once
+    per connection (`noderr_core.tasks.bulk.run_prepared`); off behind a transaction-mode pooler.
+    """
     try:
         scheme = make_url(url).drivername
     except ArgumentError as exc:
@@ -90,6 +97,8 @@ def make_engine(url: str, **kwargs) -> Engine:
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("json_serializer", json_text)
+    kwargs["execution_options"] = {**kwargs.get("execution_options", {}),
+                                   PREPARED_STATEMENTS_OPTION: prepared_statements}
     return _create_engine(url, scheme, **kwargs)
 
 
@@ -133,6 +142,7 @@ def engine_for_settings(settings, **kwargs) -> Engine:
     Keyword arguments go to `make_engine` (pool sizes of the API's workers)."""
     if not settings.database_url:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
+    kwargs.setdefault("prepared_statements", settings.database_prepared_statements)
     return make_engine(settings.resolved_database_url, **kwargs)
 
 

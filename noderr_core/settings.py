@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     state_dir: Path = DEFAULT_STATE_DIR
 
     database_url: str = ""  # empty = SQLite file under state_dir
+    # PostgreSQL: the task hot path prepares its statements once per connection (SQL PREPARE).
+    # Turn off behind a pooler in transaction mode (PgBouncer), where a session's prepared
+    # statements do not follow it from one transaction to the next.
+    database_prepared_statements: bool = True
     public_base_url: str = "http://127.0.0.1:8000"
     api_host: str = "127.0.0.1"
     api_port: int = 8000

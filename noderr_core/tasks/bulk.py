@@ -26,6 +26,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.sqltypes import NullType
 
+from noderr_core.db import PREPARED_STATEMENTS_OPTION
+
 
 def dialect_name(session: Session) -> str:
     return session.get_bind().dialect.name
@@ -175,6 +177,8 @@ def run_prepared(
     reconnect prepares again); prepared statements outlive transactions.
     """
     conn = session.connection()
+    if not conn.get_execution_options().get(PREPARED_STATEMENTS_OPTION, True):
+        return _run_unprepared(conn, sql, params, types, before)
     prepared = conn.connection.info.setdefault("noderr_prepared", {})
     name = "noderr_" + hashlib.blake2b(f"{types}{sql}".encode(), digest_size=8).hexdigest()
     arg_types = prepared.get(name)
@@ -189,6 +193,18 @@ def run_prepared(
     # json[] does not take).
     execute = f"EXECUTE {name} ({', '.join(f'%s::{t}' for t in arg_types)})" if arg_types else f"EXECUTE {name}"
     return conn.exec_driver_sql(f"{before}; {execute}" if before else execute, tuple(params))
+
+
+def _run_unprepared(conn, sql: str, params: Sequence[Any], types: Sequence[str] | None, before: str):
+    """`run_prepared` without PREPARE (behind a transaction-mode pooler): $n become cast literals."""
+
+    def literal(match: re.Match) -> str:
+        n = int(match.group(1)) - 1
+        known = types is not None and types[n] != "unknown"
+        return f"%(p{n})s::{types[n]}" if known else f"%(p{n})s"
+
+    text = re.sub(r"\$(\d+)", literal, sql.replace("%", "%%"))
+    return conn.exec_driver_sql(f"{before}; {text}" if before else text, {f"p{i}": v for i, v in enumerate(params)})
 
 
 @dataclass(frozen=True)
