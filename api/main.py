@@ -75,8 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: every answer, the observability middleware's own 500 included, gets the headers.
     app.add_middleware(SecurityHeadersMiddleware, https_only=not settings.is_local)
     # Routes are matched in this order, one by one: the node protocol (every node, every 30 s)
-    # comes first so its requests are not matched against every admin page before.
-    for module in (nodes, webhooks, admin, portal, beacon, tasks, rewards, probes, node_image):
+    # and the task routes come first so their requests are not matched against every admin page before.
+    for module in (nodes, tasks, webhooks, admin, portal, beacon, rewards, probes, node_image):
         app.include_router(module.router)
     app.include_router(operator_routes.public_router)
     app.include_router(operator_routes.router)

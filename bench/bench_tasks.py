@@ -208,6 +208,8 @@ class Drive:
     generator_cpu_share: float  # generator CPU seconds / wall seconds, all its processes together
     parts: list[DriveResult]
     server_log_errors: int = 0  # lines of the server's log naming an error or a traceback
+    server_cpu_s: float = 0.0  # CPU seconds of the uvicorn processes over the drive
+    database_cpu_s: float = 0.0  # CPU seconds of the PostgreSQL cluster's processes over the drive
 
     def total(self, name: str) -> int:
         return sum(getattr(p, name) for p in self.parts)
@@ -219,9 +221,11 @@ class Drive:
                 merged[reason] = merged.get(reason, 0) + n
         return merged
 
-    def summary(self) -> str:
+    def summary(self, n_tasks: int) -> str:
         refused = ", ".join(f"{n} {reason}" for reason, n in self.refused().items()) or "none"
-        return (f"{self.total('accepted')} results accepted, {self.total('leases')} lease calls "
+        return (f"CPU per validated task: server {1000 * self.server_cpu_s / n_tasks:.2f} ms, PostgreSQL "
+                f"{1000 * self.database_cpu_s / n_tasks:.2f} ms; "
+                f"{self.total('accepted')} results accepted, {self.total('leases')} lease calls "
                 f"({self.total('empty_leases')} empty), refused acks: {refused}, 503 shed: {self.total('shed')}, "
                 f"reconnects: {self.total('reconnects')}, server log error lines: {self.server_log_errors}")
 
@@ -323,12 +327,39 @@ def _validated(dsn: str, sql: str) -> int:
         return cur.fetchone()[0]
 
 
-def _drive_server(server, node_keys: list[str], n_tasks: int, dsn: str, validated_sql: str) -> Drive:
-    """Drive one server's nodes to the end and check every task is validated."""
+def _tree_cpu_s(root_pid: int) -> float:
+    """CPU seconds of a process, its live descendants and its reaped children (Linux /proc)."""
+    parents: dict[int, int] = {}
+    times: dict[int, tuple[int, int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        pid = int(entry)
+        parents[pid] = int(fields[1])
+        # utime, stime, then the reaped children's cutime, cstime
+        times[pid] = (int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]))
+    total, stack = times.get(root_pid, (0, 0))[1], [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += times.get(pid, (0, 0))[0]
+        stack.extend(child for child, parent in parents.items() if parent == pid)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _drive_server(server, node_keys: list[str], n_tasks: int, dsn: str, validated_sql: str,
+                  database_pid: int) -> Drive:
+    """Drive one server's nodes to the end, check every task is validated, and account CPU."""
+    server_cpu0, database_cpu0 = _tree_cpu_s(server.proc.pid), _tree_cpu_s(database_pid)
     try:
         drive = drive_nodes(server.url, node_keys, n_tasks)
     except Exception as exc:
         raise RuntimeError(f"{exc}; server log: {server.log_path}") from exc
+    drive.server_cpu_s = _tree_cpu_s(server.proc.pid) - server_cpu0
+    drive.database_cpu_s = _tree_cpu_s(database_pid) - database_cpu0
     log = server.log_path.read_text(errors="replace").splitlines()
     drive.server_log_errors = sum(1 for line in log if "Traceback" in line or "ERROR" in line)
     validated = _validated(dsn, validated_sql)
@@ -362,14 +393,14 @@ def run(ctx: BenchContext) -> list[BenchRow]:
         server = start_api_server(db_url, ctx.workdir / "api", workers=2)
         node_keys = _seed_api(server.url, db_url, n_tasks)
         api = _drive_server(server, node_keys, n_tasks, dsn("bench_tasks"),
-                            "SELECT count(*) FROM tasks WHERE status = 'validated'")
+                            "SELECT count(*) FROM tasks WHERE status = 'validated'", cluster.pid)
         stop_process(server.proc)
 
         _seed_minimal(dsn("bench_minimal"), node_keys, n_tasks)
         server = start_api_server(cluster.url("bench_minimal"), ctx.workdir / "minimal", workers=2,
                                   app="bench.minimal_tasks:app")
         minimal = _drive_server(server, node_keys, n_tasks, dsn("bench_minimal"),
-                                "SELECT count(*) FROM m_tasks WHERE status = 'validated'")
+                                "SELECT count(*) FROM m_tasks WHERE status = 'validated'", cluster.pid)
         stop_process(server.proc)
         server = None
 
@@ -388,7 +419,7 @@ def run(ctx: BenchContext) -> list[BenchRow]:
     return [
         BenchRow("tasks", f"validated tasks/s via API (gen CPU {api.generator_cpu_share:.2f})", api_rate,
                  "tasks/s", f"minimal 1-stmt app (gen CPU {minimal.generator_cpu_share:.2f})", minimal_rate,
-                 True, f"{load}. Goal: ratio >= 0.8. API: {api.summary()}"),
+                 True, f"{load}. Goal: ratio >= 0.8. API: {api.summary(n_tasks)}"),
         BenchRow("tasks", f"validated tasks/s via API (gen CPU {api.generator_cpu_share:.2f})", api_rate,
                  "tasks/s", raw_figure, raw_rate, True,
                  "raw queue: completes each job once, without HTTP, replication or validation"),
@@ -397,5 +428,5 @@ def run(ctx: BenchContext) -> list[BenchRow]:
                  "minimal app (bench/minimal_tasks.py): Starlette + orjson, psycopg2 in a threadpool, lease = 1 "
                  "statement, results = 1 lock + 1 statement with a plain quorum-of-2 equality check; it leaves "
                  "out lease-expiry re-leasing, tolerance, deadlines, adaptive replication, the distinct-operator "
-                 f"rule and reliability: a ceiling, not a design. {minimal.summary()}"),
+                 f"rule and reliability: a ceiling, not a design. {minimal.summary(n_tasks)}"),
     ]

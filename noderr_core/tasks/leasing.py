@@ -79,26 +79,24 @@ _IDS = bindparam("ids", expanding=True)
 
 
 def _build_candidate_query():
-    # Both checks are correlated *scalar* subqueries on purpose: PostgreSQL evaluates them per
-    # scanned task through the (task_id, node_id) index, instead of turning them into an anti-join
-    # that scans all assignments. FOR UPDATE SKIP LOCKED: concurrent leases never wait on each
-    # other (SQLite renders no FOR UPDATE; BEGIN IMMEDIATE serializes its writers).
-    blocking = (
-        select(func.count())
+    # The replica checks are one correlated *scalar* subquery on purpose: PostgreSQL evaluates it per
+    # scanned task through the (task_id, node_id) index (one index scan per task), instead of
+    # turning it into an anti-join that scans all assignments. FOR UPDATE SKIP LOCKED: concurrent
+    # leases never wait on each other (SQLite renders no FOR UPDATE; BEGIN IMMEDIATE serializes
+    # its writers).
+    blocking = or_(
+        and_(
+            A.c.node_id == _NODE,
+            or_(A.c.status == SUBMITTED, and_(A.c.status == LEASED, A.c.lease_expires_at > _NOW)),
+        ),
+        and_(A.c.operator_id == _OPERATOR, A.c.node_id != _NODE, _live(_NOW)),
+    )
+    open_to_node = (
+        select(and_(func.count().filter(blocking) == 0, func.count().filter(_live(_NOW)) < T.c.replicas_needed))
         .select_from(A)
-        .where(
-            A.c.task_id == T.c.id,
-            or_(
-                and_(
-                    A.c.node_id == _NODE,
-                    or_(A.c.status == SUBMITTED, and_(A.c.status == LEASED, A.c.lease_expires_at > _NOW)),
-                ),
-                and_(A.c.operator_id == _OPERATOR, A.c.node_id != _NODE, _live(_NOW)),
-            ),
-        )
+        .where(A.c.task_id == T.c.id)
         .scalar_subquery()
     )
-    live_count = select(func.count()).select_from(A).where(A.c.task_id == T.c.id, _live(_NOW)).scalar_subquery()
     return (
         select(T.c.id)
         .where(
@@ -108,8 +106,7 @@ def _build_candidate_query():
             T.c.leasable_at.is_not(None),
             T.c.leasable_at <= _NOW,
             or_(T.c.deadline_at.is_(None), T.c.deadline_at > _NOW),
-            blocking == 0,
-            live_count < T.c.replicas_needed,
+            open_to_node,
         )
         .order_by(T.c.priority.desc(), T.c.created_at)
         .limit(bindparam("limit"))
