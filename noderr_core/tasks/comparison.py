@@ -43,6 +43,17 @@ class QuorumDecision:
     members: tuple[int, ...]  # indexes of the results that agree with the pivot (pivot included)
 
 
+def identical_outputs(texts: Sequence[str | None], versions: Sequence[object]) -> bool:
+    """Whether results are the same JSON text under one model version: then they all agree.
+
+    The common case, checked without parsing: identical text means identical values (JSON has no
+    NaN), and a value agrees with itself within any tolerance. `largest_agreeing_group` would
+    answer pivot 0 with every result a member.
+    """
+    return bool(texts) and texts[0] is not None and all(t == texts[0] for t in texts) and all(
+        v == versions[0] for v in versions)
+
+
 def largest_agreeing_group(
     outputs: Sequence[dict], tolerance: float, versions: Sequence[object] | None = None
 ) -> QuorumDecision:

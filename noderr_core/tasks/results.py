@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, any_, bindparam, select
+import orjson
+from sqlalchemy import ARRAY, Text, any_, bindparam, cast, select
 from sqlalchemy.orm import Session
 
+from noderr_core.db import json_text
 from noderr_core.tables.tasks import AssignmentStatus, ResultOutcome, TaskStatus
 from noderr_core.tasks.bulk import BulkUpdate, dialect_name, driver_rows, write_batches
 from noderr_core.tasks.challenges import judge_challenge
-from noderr_core.tasks.comparison import largest_agreeing_group, outputs_agree
+from noderr_core.tasks.comparison import QuorumDecision, identical_outputs, largest_agreeing_group, outputs_agree
 from noderr_core.tasks.leasing import (
     DEADLINE_PASSED,
     A,
@@ -71,7 +73,8 @@ def _replicas_query(which):
     return (
         select(
             A.c.task_id, A.c.node_id, A.c.status, A.c.outcome, A.c.lease_expires_at, A.c.leased_at,
-            A.c.unreplicated, A.c.result, A.c.error, A.c.submitted_at, A.c.model_version,
+            A.c.unreplicated, cast(A.c.result, Text).label("result_json"), A.c.error, A.c.submitted_at,
+            A.c.model_version,
         )
         .where(which)
         .order_by(A.c.task_id, A.c.id)
@@ -158,6 +161,7 @@ def submit_results(
             status=SUBMITTED,
             submitted_at=now,
             result=res.outputs,
+            result_json=None if res.outputs is None else json_text(res.outputs),
             error=res.error,
             model_version=res.model_version,
             duration_ms=res.duration_ms,
@@ -217,6 +221,13 @@ def submit_results(
     return acks
 
 
+def _outputs(row: dict[str, Any]) -> Any:
+    """A replica's outputs; read from the database they are parsed from their JSON text on first use."""
+    if "result" not in row:
+        row["result"] = None if row["result_json"] is None else orjson.loads(row["result_json"])
+    return row["result"]
+
+
 def _evaluate(
     task: dict[str, Any],
     rows: list[dict[str, Any]],
@@ -244,6 +255,7 @@ def _evaluate(
 
     if task.get("challenge_expected") is not None and results:
         # A challenge task: judged against its known answer, never by quorum.
+        _outputs(results[0])
         outcome, decided = judge_challenge(task, results[0], now)
         judge(results[0], outcome, True)
         return {**base, **decided}
@@ -254,13 +266,16 @@ def _evaluate(
 
     if needed == 1 and len(results) == 1 and results[0]["unreplicated"]:
         judge(results[0], VALID, False)
-        return {**base, "status": VALIDATED, "result": results[0]["result"],
+        return {**base, "status": VALIDATED, "result": _outputs(results[0]),
                 "agreeing_node_ids": [results[0]["node_id"]], "validated_by": "unreplicated",
                 "decided_at": now, "leasable_at": None}
 
     # Replicas agree only within one model version (a canary's answers never join the stable's).
-    group = largest_agreeing_group([r["result"] for r in results], task["tolerance"],
-                                   [r["model_version"] for r in results])
+    versions = [r["model_version"] for r in results]
+    if identical_outputs([r["result_json"] for r in results], versions):
+        group = QuorumDecision(pivot=0, members=tuple(range(len(results))))  # (parsing nothing)
+    else:
+        group = largest_agreeing_group([_outputs(r) for r in results], task["tolerance"], versions)
     if results and len(group.members) >= task["quorum"]:
         members = set(group.members)
         # A quorum of one checks nothing: such results do not extend a node's valid streak.
@@ -273,7 +288,7 @@ def _evaluate(
                 judge(r, INCONCLUSIVE, False)  # another version's answer: not comparable, not wrong
             else:
                 judge(r, INVALID, checked)
-        return {**base, "status": VALIDATED, "result": pivot["result"],
+        return {**base, "status": VALIDATED, "result": _outputs(pivot),
                 "agreeing_node_ids": [results[i]["node_id"] for i in group.members],
                 "validated_by": "quorum", "decided_at": now, "leasable_at": None}
 
