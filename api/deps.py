@@ -79,7 +79,10 @@ async def run_in_transaction(request: Request, work: Callable[..., Any], *args: 
     For the hot node routes: an async route calling this makes one threadpool round trip per
     request, where `SessionDep` plus a sync route make three or four.
     """
-    return await anyio.to_thread.run_sync(transaction, request.app.state.session_factory, work, *args)
+    # At most `api_max_task_transactions` at once: the others wait here, holding no thread and no
+    # connection (more concurrent transactions only contend for the same rows and cores).
+    async with request.app.state.task_transactions:
+        return await anyio.to_thread.run_sync(transaction, request.app.state.session_factory, work, *args)
 
 
 def transaction(session_factory: Callable[[], Session], work: Callable[..., Any], *args: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.session_factory = make_session_factory(engine)
+        app.state.task_transactions = asyncio.Semaphore(settings.api_max_task_transactions)
         with app.state.session_factory() as session:
             ensure_bootstrap_admin(session, settings)
             session.commit()
