@@ -14,20 +14,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from noderr_core.staking.chain import StakeState
 from noderr_core.tables.staking import NodeStake
+from noderr_core.tasks.bulk import driver_rows
 
 TOKEN_DECIMALS = 18
 
 
+# Built once and run through the driver (noderr_core.tasks.bulk.driver_rows): it precedes every lease.
+_STAKE = select(NodeStake.state, NodeStake.amount, NodeStake.min_stake).where(
+    NodeStake.node_id == bindparam("node_id"))
+
+
 def stake_allows_leasing(session: Session, node_id: str) -> bool:
-    row = session.execute(
-        select(NodeStake.state, NodeStake.amount, NodeStake.min_stake).where(NodeStake.node_id == node_id)
-    ).first()
-    return row is not None and row.state == StakeState.BONDED and row.amount >= row.min_stake > 0
+    rows = driver_rows(session, _STAKE, {"node_id": node_id})
+    if not rows:
+        return False
+    row = rows[0]
+    return row["state"] == StakeState.BONDED and row["amount"] >= row["min_stake"] > 0
 
 
 def format_tokens(amount: int) -> str:
