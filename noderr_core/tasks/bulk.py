@@ -207,10 +207,14 @@ def run_prepared(
     name = "noderr_" + hashlib.blake2b(f"{types}{sql}".encode(), digest_size=8).hexdigest()
     arg_types = prepared.get(name)
     if arg_types is None:
-        declared = f" ({', '.join(types)})" if types else ""
-        _driver_execute(conn, f"PREPARE {name}{declared} AS {sql}", None)
-        [[arg_types]] = _driver_execute(
-            conn, "SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = %s", (name,))
+        # The server session may hold it already (a PREPARE whose transaction failed afterwards is
+        # kept: prepared statements are not transactional).
+        read_types = f"SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = '{name}'"
+        found = _driver_execute(conn, read_types, None)
+        if not found:
+            declared = f" ({', '.join(types)})" if types else ""
+            found = _driver_execute(conn, f"PREPARE {name}{declared} AS {sql}; {read_types}", None)
+        [[arg_types]] = found
         prepared[name] = arg_types
     # Each argument cast: psycopg2 sends values as literals (a list of strings as text[], which
     # json[] does not take).

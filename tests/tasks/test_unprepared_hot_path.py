@@ -1,4 +1,5 @@
-"""Behind a transaction-mode pooler (PgBouncer) the hot path runs without SQL PREPARE, with the same results."""
+"""The hot path's prepared statements (PostgreSQL): behind a transaction-mode pooler (PgBouncer) they
+can be turned off with the same results, and a statement the server session already holds is reused."""
 
 from __future__ import annotations
 
@@ -26,3 +27,18 @@ def test_lease_and_results_without_prepared_statements(db_url, task_world):
         assert not missing and {t.status for t in found} == {"validated"}
         # Nothing was prepared on this engine's server sessions.
         assert s.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one() == 0
+
+
+def test_a_statement_the_server_session_already_prepared_is_reused(db_url, task_world):
+    """A connection whose PREPARE outlived a failed transaction (not transactional) keeps working."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("prepared statements are a PostgreSQL matter")
+    factory = make_session_factory(make_engine(db_url, pool_size=1, max_overflow=0))  # one connection
+    node, _ = task_world.node()
+    submit(factory, task_world.client_id, 4)
+    assert len(lease(factory, node, 1).grants) == 1
+    with factory() as s:
+        s.connection().connection.info.pop("noderr_prepared")  # forgotten, as after a failed transaction
+        assert s.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one() > 0
+        s.rollback()
+    assert len(lease(factory, node, 1).grants) == 1
