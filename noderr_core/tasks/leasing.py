@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, Text, and_, any_, bindparam, case, cast, func, literal, or_, select, text, update
+from sqlalchemy import ARRAY, Text, and_, any_, bindparam, case, cast, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from noderr_core.tables.tasks import (
@@ -30,7 +30,7 @@ from noderr_core.tables.tasks import (
     TaskAssignment,
     TaskStatus,
 )
-from noderr_core.tasks.bulk import BulkUpdate, BulkUpsert, dialect_name, driver_rows, is_postgresql, write_batches
+from noderr_core.tasks.bulk import BulkUpdate, BulkUpsert, dialect_name, driver_rows, write_batches
 from noderr_core.tasks.reliability import quota_spent, reserve_quota_day
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
 from noderr_core.timeutil import utcnow
@@ -175,32 +175,22 @@ _FAIL_PENDING = (
 )
 
 
-def prefer_index_plans(session: Session, *, queue_order: bool = False) -> None:
-    """Keep PostgreSQL on index plans for the hot path's key lookups (no-op elsewhere).
+def plan_settings(*, queue_order: bool = False) -> str:
+    """SET LOCAL statements keeping PostgreSQL on index plans for the hot path's key lookups.
 
-    The task tables grow by tens of thousands of rows a minute, faster than statistics follow, and
-    a stale estimate turns a 64-key lookup into a sequential scan of every assignment (measured:
-    13 ms instead of under 1 ms at 60k rows), or starts a parallel worker for it (~10 ms).
-    `queue_order` also makes the lease scan walk ix_tasks_leasable in queue order and stop after
-    `limit` rows: estimates for `leasable_at <= now` are poor, and a plan that collects every
-    leasable task and sorts it costs ~1 s on a 30k queue instead of ~2 ms. SET LOCAL lasts until
-    the transaction ends. `plan_settings` sends them with a query instead (one round trip fewer).
+    Sent in the same round trip as a transaction's first query (`bulk.driver_rows(before=…)`);
+    they last until the transaction ends. The task tables grow by tens of thousands of rows a
+    minute, faster than statistics follow, and a stale estimate turns a 64-key lookup into a
+    sequential scan of every assignment (measured: 13 ms instead of under 1 ms at 60k rows), or
+    starts a parallel worker for it (~10 ms). `queue_order` also makes the lease scan walk
+    ix_tasks_leasable in queue order and stop after `limit` rows: estimates for `leasable_at <= now`
+    are poor, and a plan that collects every leasable task and sorts it costs ~1 s on a 30k queue
+    instead of ~2 ms. (SQLite ignores `before`.)
     """
-    if not is_postgresql(session):
-        return
-    session.execute(text(_plan_settings(queue_order)))
-
-
-def _plan_settings(queue_order: bool) -> str:
     settings = ["enable_seqscan = off", "max_parallel_workers_per_gather = 0"]
     if queue_order:
         settings += ["enable_bitmapscan = off", "enable_sort = off"]
     return "; ".join(f"SET LOCAL {s}" for s in settings)
-
-
-def plan_settings(*, queue_order: bool = False) -> str:
-    """`prefer_index_plans` as SQL text, to send along with a query (`bulk.driver_rows(before=…)`)."""
-    return _plan_settings(queue_order)
 
 
 def fail_overdue_tasks(
