@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any
 
-from sqlalchemy import Table, TypeDecorator, and_, bindparam, update
+from sqlalchemy import ARRAY, Table, TypeDecorator, and_, any_, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -36,6 +36,18 @@ def dialect_name(session: Session) -> str:
 
 def is_postgresql(session: Session) -> bool:
     return dialect_name(session) == "postgresql"
+
+
+def per_dialect(build, column) -> dict[str, Any]:
+    """`build(column IN :ids)` for each backend, by dialect name, for `driver_rows`.
+
+    SQLite gets an expanding IN; PostgreSQL gets `column = ANY(:ids)`, one statement text (prepared
+    once) for any number of ids.
+    """
+    return {
+        "sqlite": build(column.in_(bindparam("ids", expanding=True))),
+        "postgresql": build(column == any_(bindparam("ids", type_=ARRAY(column.type)))),
+    }
 
 
 @dataclass(frozen=True)

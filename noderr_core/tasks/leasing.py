@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, Text, and_, any_, bindparam, case, cast, func, literal, or_, select, update
+from sqlalchemy import Text, and_, bindparam, case, cast, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from noderr_core.tables.tasks import (
@@ -30,7 +30,7 @@ from noderr_core.tables.tasks import (
     TaskAssignment,
     TaskStatus,
 )
-from noderr_core.tasks.bulk import BulkUpdate, BulkUpsert, dialect_name, driver_rows, write_batches
+from noderr_core.tasks.bulk import BulkUpdate, BulkUpsert, dialect_name, driver_rows, per_dialect, write_batches
 from noderr_core.tasks.reliability import quota_spent, reserve_quota_day
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
 from noderr_core.timeutil import utcnow
@@ -140,9 +140,7 @@ def _build_slot_query(which):
 
 
 _CANDIDATES = _build_candidate_query()
-_IDS_ARRAY = bindparam("ids", type_=ARRAY(T.c.id.type))  # `= ANY(:ids)`: one statement text for any count
-_SLOTS = {"sqlite": _build_slot_query(T.c.id.in_(_IDS)),
-          "postgresql": _build_slot_query(T.c.id == any_(_IDS_ARRAY))}
+_SLOTS = per_dialect(_build_slot_query, T.c.id)
 # Expired leases on newly leased tasks have been replaced: their late results will be refused.
 _EXPIRE_REPLACED = (
     update(A)
@@ -389,7 +387,7 @@ def _lock_tasks_query(which):
 
 
 _LOCK_TASKS = _lock_tasks_query(T.c.id.in_(_IDS))
-_LOCK_TASKS_FOR_RESULTS = {"sqlite": _LOCK_TASKS, "postgresql": _lock_tasks_query(T.c.id == any_(_IDS_ARRAY))}
+_LOCK_TASKS_FOR_RESULTS = per_dialect(_lock_tasks_query, T.c.id)
 
 
 def _lock_tasks(session: Session, task_ids: list[str]) -> dict[str, Any]:

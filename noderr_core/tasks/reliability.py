@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import lru_cache
 from types import SimpleNamespace
 
-from sqlalchemy import ARRAY, any_, bindparam, case, select
+from sqlalchemy import bindparam, case, select
 from sqlalchemy.orm import Session
 
 from noderr_core.audit import Actor, audit
@@ -23,6 +23,7 @@ from noderr_core.tasks.bulk import (
     driver_rows,
     insert_for_dialect,
     is_postgresql,
+    per_dialect,
 )
 from noderr_core.tasks.rules import DEFAULT_RULES, ReliabilityRules
 
@@ -78,13 +79,8 @@ def lock_reliability(
     return {r.node_id: r for r in found}
 
 
-_LOCK_RECORDS = {
-    dialect: select(R).where(which).order_by(R.c.node_id).with_for_update()
-    for dialect, which in (
-        ("sqlite", R.c.node_id.in_(bindparam("ids", expanding=True))),
-        ("postgresql", R.c.node_id == any_(bindparam("ids", type_=ARRAY(R.c.node_id.type)))),
-    )
-}
+_LOCK_RECORDS = per_dialect(lambda which: select(R).where(which).order_by(R.c.node_id).with_for_update(),
+                            R.c.node_id)
 
 
 def lock_reliability_records(

@@ -22,12 +22,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, Text, any_, bindparam, cast, select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from noderr_core.db import json_text
 from noderr_core.tables.tasks import AssignmentStatus, ResultOutcome, TaskStatus
-from noderr_core.tasks.bulk import BulkUpdate, dialect_name, driver_rows, write_batches
+from noderr_core.tasks.bulk import BulkUpdate, dialect_name, driver_rows, per_dialect, write_batches
 from noderr_core.tasks.challenges import judge_challenge
 from noderr_core.tasks.comparison import QuorumDecision, identical_outputs, largest_agreeing_group, outputs_agree
 from noderr_core.tasks.leasing import (
@@ -81,10 +81,7 @@ def _replicas_query(which):
     )
 
 
-_REPLICAS = {
-    "sqlite": _replicas_query(A.c.task_id.in_(bindparam("ids", expanding=True))),
-    "postgresql": _replicas_query(A.c.task_id == any_(bindparam("ids", type_=ARRAY(A.c.task_id.type)))),
-}
+_REPLICAS = per_dialect(_replicas_query, A.c.task_id)
 
 
 # What `_evaluate` may change on a still-undecided task (the other columns it returns are NULL).
