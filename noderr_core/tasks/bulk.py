@@ -101,30 +101,6 @@ def write_batches(session: Session, *writes: BulkUpdate | BulkUpsert) -> None:
             )
 
 
-def bulk_update(
-    session: Session,
-    table: Table,
-    *,
-    keys: Sequence[str],
-    columns: Sequence[str],
-    rows: Sequence[dict[str, Any]],
-) -> None:
-    """UPDATE table SET <columns> per row, matching rows on <keys>; one statement on PostgreSQL."""
-    write_batches(session, BulkUpdate(table, keys, columns, rows))
-
-
-def bulk_upsert(
-    session: Session,
-    table: Table,
-    *,
-    conflict: Sequence[str],
-    update_columns: Sequence[str],
-    rows: Sequence[dict[str, Any]],
-) -> None:
-    """INSERT rows; on a conflict on <conflict>, overwrite <update_columns>. One statement on PG."""
-    write_batches(session, BulkUpsert(table, conflict, update_columns, rows))
-
-
 @lru_cache(maxsize=256)
 def _column_codecs(dialect, table: Table, names: tuple[str, ...]) -> tuple[list[str], list]:
     """(PostgreSQL array type per column, converter of the column's values), once per statement shape."""
