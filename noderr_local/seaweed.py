@@ -24,6 +24,13 @@ from noderr_core.settings import Settings
 
 # `weed mini` flushes volumes and deregisters on SIGTERM; give it time before SIGKILL.
 STOP_GRACE_SECONDS = 30.0
+# Every bucket is its own collection and takes at least one volume of its own. Left to itself,
+# `weed mini` sizes volumes at up to 1 GiB and allows free disk ÷ volume size of them, so on a disk
+# with 35 GiB free the 36th bucket's first write fails with InternalError ("no free volumes left").
+# A test session creates a bucket per test: small volumes and a fixed count that does not depend on
+# the disk keep every bucket writable. Volumes are sparse files, grown as data arrives.
+VOLUME_SIZE_LIMIT_MB = 64
+MAX_VOLUMES = 2000
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost"}
 
 
@@ -97,6 +104,7 @@ def mini_argv(data_dir: Path, identities_file: Path, ports: SeaweedPorts) -> lis
         f"-dir={data_dir}",
         "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         "-master.telemetry=false",
+        f"-master.volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}", f"-volume.max={MAX_VOLUMES}",
         f"-s3.config={identities_file}",
         f"-s3.port={ports.s3}", f"-s3.port.grpc={ports.s3_grpc}",
         "-s3.port.iceberg=0", "-s3.port.lance=0",

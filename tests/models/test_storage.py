@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import urllib.request
 
 import pytest
@@ -77,3 +79,19 @@ def test_model_source_from_s3_uri_and_bad_sources(s3_settings, tmp_path):
         read_model_source(str(tmp_path / "missing.onnx"))
     with pytest.raises(ValueError, match="NoSuchKey|404"):
         read_model_source(f"s3://{s3_settings.model_bucket}/nope.onnx", client)
+
+
+def test_every_new_bucket_stays_writable_past_the_disk_sized_volume_count(s3_server):
+    """Each bucket takes a volume of its own; weed mini's own default allows free-disk-GiB of them.
+
+    A test session makes a bucket per test, so with that default the bucket after the 35th (on a
+    disk with 35 GiB free) answered every write with InternalError. More buckets than that, here.
+    """
+    client = s3_server.client()
+    free_gib = shutil.disk_usage(s3_server.data_dir).free // 2**30
+    count = min(free_gib + 5, 150)
+    for i in range(count):
+        bucket = f"many-{secrets.token_hex(4)}-{i}"
+        client.create_bucket(Bucket=bucket)
+        client.put_object(Bucket=bucket, Key="k", Body=b"x" * 1024)
+    assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"x" * 1024
