@@ -79,11 +79,19 @@ _IDS = bindparam("ids", expanding=True)
 
 
 def _build_candidate_query():
-    # The replica checks are one correlated *scalar* subquery on purpose: PostgreSQL evaluates it per
-    # scanned task through the (task_id, node_id) index (one index scan per task), instead of
-    # turning it into an anti-join that scans all assignments. FOR UPDATE SKIP LOCKED: concurrent
-    # leases never wait on each other (SQLite renders no FOR UPDATE; BEGIN IMMEDIATE serializes
-    # its writers).
+    # Two levels, so that the replica check runs only on rows this lease has locked:
+    # - inside, the queue scan takes the next leasable tasks in queue order with FOR UPDATE SKIP
+    #   LOCKED (concurrent leases never wait on each other; SQLite renders no FOR UPDATE, BEGIN
+    #   IMMEDIATE serializes its writers). A row another lease holds is skipped at the lock, before
+    #   anything else is evaluated on it;
+    # - outside, the replica check (one correlated *scalar* subquery: PostgreSQL evaluates it per
+    #   locked task through the (task_id, node_id) index instead of an anti-join over all
+    #   assignments) and the limit. Execution is demand-driven: the scan locks rows one by one until
+    #   `limit` of them pass the check.
+    # With the check inside the scan, PostgreSQL evaluated it on every row ahead in the queue,
+    # including the hundreds that 32 concurrent leases hold. A row that fails the check (this node
+    # already holds a replica, or another node of its operator does) stays locked until this short
+    # transaction ends; other leases skip it meanwhile.
     blocking = or_(
         and_(
             A.c.node_id == _NODE,
@@ -91,14 +99,8 @@ def _build_candidate_query():
         ),
         and_(A.c.operator_id == _OPERATOR, A.c.node_id != _NODE, _live(_NOW)),
     )
-    open_to_node = (
-        select(and_(func.count().filter(blocking) == 0, func.count().filter(_live(_NOW)) < T.c.replicas_needed))
-        .select_from(A)
-        .where(A.c.task_id == T.c.id)
-        .scalar_subquery()
-    )
-    return (
-        select(T.c.id)
+    queue = (
+        select(T.c.id, T.c.replicas_needed)
         .where(
             T.c.model_name == bindparam("model_name"),
             # Challenge tasks (tasks/challenges.py) are leased only by their target node.
@@ -106,12 +108,19 @@ def _build_candidate_query():
             T.c.leasable_at.is_not(None),
             T.c.leasable_at <= _NOW,
             or_(T.c.deadline_at.is_(None), T.c.deadline_at > _NOW),
-            open_to_node,
         )
         .order_by(T.c.priority.desc(), T.c.created_at)
-        .limit(bindparam("limit"))
         .with_for_update(of=T, skip_locked=True)
+        .subquery("queue")
     )
+    open_to_node = (
+        select(and_(func.count().filter(blocking) == 0,
+                    func.count().filter(_live(_NOW)) < queue.c.replicas_needed))
+        .select_from(A)
+        .where(A.c.task_id == queue.c.id)
+        .scalar_subquery()
+    )
+    return select(queue.c.id).where(open_to_node).limit(bindparam("limit"))
 
 
 def _flag(condition):
