@@ -15,6 +15,7 @@ SQLAlchemy's execution layer ~0.3 ms of Python per statement.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.sqltypes import NullType
 
 from noderr_core.db import PREPARED_STATEMENTS_OPTION
+
+log = logging.getLogger(__name__)
+
+# SQLSTATE 26000: EXECUTE of a name the server session does not hold.
+INVALID_SQL_STATEMENT_NAME = "26000"
 
 
 def dialect_name(session: Session) -> str:
@@ -207,7 +213,20 @@ def run_prepared(
     # Each argument cast: psycopg2 sends values as literals (a list of strings as text[], which
     # json[] does not take).
     execute = f"EXECUTE {name} ({', '.join(f'%s::{t}' for t in arg_types)})" if arg_types else f"EXECUTE {name}"
-    return _driver_execute(conn, f"{before}; {execute}" if before else execute, tuple(params))
+    try:
+        return _driver_execute(conn, f"{before}; {execute}" if before else execute, tuple(params))
+    except DBAPIError as exc:
+        if getattr(exc.orig, "pgcode", None) != INVALID_SQL_STATEMENT_NAME:
+            raise
+        # The server session lost what this connection prepared: a pooler in transaction mode
+        # (PgBouncer) hands each transaction another server session. Forget the names, so the next
+        # transaction on this connection prepares again, and say what to change.
+        prepared.clear()
+        log.error(
+            "prepared statement %s is missing on the database server session: behind a pooler in "
+            "transaction mode (PgBouncer) set NODERR_DATABASE_PREPARED_STATEMENTS=false", name,
+        )
+        raise
 
 
 def _run_unprepared(conn, sql: str, params: Sequence[Any], types: Sequence[str] | None, before: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from noderr_core.db import make_engine, make_session_factory
 from noderr_core.tasks import get_tasks
@@ -41,4 +42,24 @@ def test_a_statement_the_server_session_already_prepared_is_reused(db_url, task_
         s.connection().connection.info.pop("noderr_prepared")  # forgotten, as after a failed transaction
         assert s.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one() > 0
         s.rollback()
+    assert len(lease(factory, node, 1).grants) == 1
+
+
+def test_a_server_session_that_lost_its_statements_names_the_setting_and_recovers(db_url, task_world, caplog):
+    """What a transaction-mode pooler does (another server session per transaction): the failing
+    transaction's error log says which setting to change, and the connection prepares again."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("prepared statements are a PostgreSQL matter")
+    factory = make_session_factory(make_engine(db_url, pool_size=1, max_overflow=0))  # one connection
+    node, _ = task_world.node()
+    submit(factory, task_world.client_id, 4)
+    assert len(lease(factory, node, 1).grants) == 1
+    with factory() as s:
+        s.execute(text("DEALLOCATE ALL"))
+        s.commit()
+    with caplog.at_level("ERROR", logger="noderr_core.tasks.bulk"), pytest.raises(DBAPIError) as failed:
+        lease(factory, node, 1)
+    assert failed.value.orig.pgcode == "26000"
+    assert "NODERR_DATABASE_PREPARED_STATEMENTS=false" in caplog.text
+    # The next transaction on the same connection prepares again and leases.
     assert len(lease(factory, node, 1).grants) == 1
