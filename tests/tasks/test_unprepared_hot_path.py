@@ -30,14 +30,21 @@ def test_lease_and_results_without_prepared_statements(db_url, task_world):
         assert s.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one() == 0
 
 
-def test_a_statement_the_server_session_already_prepared_is_reused(db_url, task_world):
-    """A connection whose PREPARE outlived a failed transaction (not transactional) keeps working."""
+@pytest.fixture
+def one_connection(db_url, task_world):
+    """(a session factory over a single pooled connection, a node) after one lease prepared the hot path."""
     if not db_url.startswith("postgresql"):
         pytest.skip("prepared statements are a PostgreSQL matter")
     factory = make_session_factory(make_engine(db_url, pool_size=1, max_overflow=0))  # one connection
     node, _ = task_world.node()
     submit(factory, task_world.client_id, 4)
     assert len(lease(factory, node, 1).grants) == 1
+    return factory, node
+
+
+def test_a_statement_the_server_session_already_prepared_is_reused(one_connection):
+    """A connection whose PREPARE outlived a failed transaction (not transactional) keeps working."""
+    factory, node = one_connection
     with factory() as s:
         s.connection().connection.info.pop("noderr_prepared")  # forgotten, as after a failed transaction
         assert s.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one() > 0
@@ -45,15 +52,10 @@ def test_a_statement_the_server_session_already_prepared_is_reused(db_url, task_
     assert len(lease(factory, node, 1).grants) == 1
 
 
-def test_a_server_session_that_lost_its_statements_names_the_setting_and_recovers(db_url, task_world, caplog):
+def test_a_server_session_that_lost_its_statements_names_the_setting_and_recovers(one_connection, caplog):
     """What a transaction-mode pooler does (another server session per transaction): the failing
     transaction's error log says which setting to change, and the connection prepares again."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("prepared statements are a PostgreSQL matter")
-    factory = make_session_factory(make_engine(db_url, pool_size=1, max_overflow=0))  # one connection
-    node, _ = task_world.node()
-    submit(factory, task_world.client_id, 4)
-    assert len(lease(factory, node, 1).grants) == 1
+    factory, node = one_connection
     with factory() as s:
         s.execute(text("DEALLOCATE ALL"))
         s.commit()
