@@ -79,26 +79,27 @@ _IDS = bindparam("ids", expanding=True)
 
 
 def _build_candidate_query():
-    # Two levels, so that the replica check runs only on rows this lease has locked:
+    # Two levels, so that the full replica check runs only on rows this lease has locked:
     # - inside, the queue scan takes the next leasable tasks in queue order with FOR UPDATE SKIP
     #   LOCKED (concurrent leases never wait on each other; SQLite renders no FOR UPDATE, BEGIN
-    #   IMMEDIATE serializes its writers). A row another lease holds is skipped at the lock, before
-    #   anything else is evaluated on it;
-    # - outside, the replica check (one correlated *scalar* subquery: PostgreSQL evaluates it per
-    #   locked task through the (task_id, node_id) index instead of an anti-join over all
+    #   IMMEDIATE serializes its writers). It skips, before locking, the tasks this node already
+    #   holds or answered: one probe of the (task_id, node_id) unique index. Locking those would
+    #   hide them, for the length of this transaction, from the nodes that could take them;
+    # - outside, the full replica check (one correlated *scalar* subquery: PostgreSQL evaluates it
+    #   per locked task through the (task_id, node_id) index instead of an anti-join over all
     #   assignments) and the limit. Execution is demand-driven: the scan locks rows one by one until
     #   `limit` of them pass the check.
-    # With the check inside the scan, PostgreSQL evaluated it on every row ahead in the queue,
-    # including the hundreds that 32 concurrent leases hold. A row that fails the check (this node
-    # already holds a replica, or another node of its operator does) stays locked until this short
-    # transaction ends; other leases skip it meanwhile.
-    blocking = or_(
-        and_(
-            A.c.node_id == _NODE,
-            or_(A.c.status == SUBMITTED, and_(A.c.status == LEASED, A.c.lease_expires_at > _NOW)),
-        ),
-        and_(A.c.operator_id == _OPERATOR, A.c.node_id != _NODE, _live(_NOW)),
+    # With the whole check inside the scan, PostgreSQL counted the replicas of every row ahead in
+    # the queue, including the hundreds that 32 concurrent leases hold (6.3 ms per scan; 0.9 ms
+    # with the count above the lock). A row that fails the outer check (another node of this
+    # operator holds a live replica, or no slot is free) stays locked until this short transaction
+    # ends; other leases skip it meanwhile.
+    held_or_answered = and_(
+        A.c.node_id == _NODE,
+        or_(A.c.status == SUBMITTED, and_(A.c.status == LEASED, A.c.lease_expires_at > _NOW)),
     )
+    mine = select(A.c.id).where(A.c.task_id == T.c.id, held_or_answered).exists()
+    blocking = or_(held_or_answered, and_(A.c.operator_id == _OPERATOR, A.c.node_id != _NODE, _live(_NOW)))
     queue = (
         select(T.c.id, T.c.replicas_needed)
         .where(
@@ -108,6 +109,7 @@ def _build_candidate_query():
             T.c.leasable_at.is_not(None),
             T.c.leasable_at <= _NOW,
             or_(T.c.deadline_at.is_(None), T.c.deadline_at > _NOW),
+            ~mine,
         )
         .order_by(T.c.priority.desc(), T.c.created_at)
         .with_for_update(of=T, skip_locked=True)
