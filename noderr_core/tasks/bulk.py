@@ -1,8 +1,9 @@
 """The task hot path's statements: set-based writes, and prepared reads, on PostgreSQL.
 
 psycopg2 runs an executemany as one round trip per row, and the task queue writes rows by the
-hundred, so on PostgreSQL each batch is one `UPDATE … FROM unnest(…)` (or `INSERT … SELECT … FROM
-unnest(…) ON CONFLICT …`) whose parameters are one array per column. `write_batches` goes further:
+hundred, so on PostgreSQL each batch is one `UPDATE … FROM json_to_recordset(…)` (or `INSERT …
+SELECT … FROM json_to_recordset(…) ON CONFLICT …`) whose rows arrive as one JSON document (orjson:
+~15× less client CPU than an array literal per column). `write_batches` goes further:
 several batches become one statement of data-modifying CTEs, one round trip for a whole
 transaction's writes. SQLite is in-process (no round trips): a plain executemany per batch is
 already its fast path.
@@ -16,13 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any
 
-from sqlalchemy import ARRAY, Table, TypeDecorator, and_, any_, bindparam, update
+import orjson
+from sqlalchemy import ARRAY, JSON, Float, Table, TypeDecorator, and_, any_, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -108,23 +111,32 @@ def write_batches(session: Session, *writes: BulkUpdate | BulkUpsert) -> None:
 
 
 @lru_cache(maxsize=256)
-def _column_codecs(dialect, table: Table, names: tuple[str, ...]) -> tuple[list[str], list]:
-    """(PostgreSQL array type per column, converter of the column's values), once per statement shape."""
-    converters = [_bind_converter(table.c[n].type, dialect) for n in names]
-    array_types = [table.c[n].type.compile(dialect=dialect) + "[]" for n in names]
-    return array_types, converters
+def _record_codec(dialect, table: Table, names: tuple[str, ...]) -> tuple[str, list]:
+    """(the `AS v (name type, …)` column list, a converter per column or None), once per shape."""
+    definitions = ", ".join(f"{n} {table.c[n].type.compile(dialect=dialect)}" for n in names)
+    return definitions, [_value_converter(table.c[n].type, dialect) for n in names]
 
 
-def _bind_converter(type_, dialect):
-    """A function turning a column's list of values into what the driver takes (None: as they are)."""
+def _value_converter(type_, dialect):
+    """A function turning one column value into what goes into the JSON document (None: as it is)."""
+    if isinstance(type_, JSON):
+        # Embedded as JSON, not as a string holding JSON; serialized the way the column is (json_text).
+        proc = type_._cached_bind_processor(dialect)
+        return lambda v: None if v is None else orjson.Fragment(proc(v))
+    if isinstance(type_, Float):
+        return _finite
     proc = type_._cached_bind_processor(dialect)
     if proc is None:
         return None
-    if isinstance(type_, TypeDecorator):
-        # Our TypeDecorators (UTC datetimes) take hashable values that repeat within a batch (one
-        # `now` per call): each distinct one is converted once.
-        return _once_each(proc)
-    return lambda values: [None if v is None else proc(v) for v in values]
+    # Our TypeDecorators (UTC datetimes): one `now` repeats through a batch, converted once each.
+    return lru_cache(maxsize=16)(proc) if isinstance(type_, TypeDecorator) else proc
+
+
+def _finite(value):
+    # JSON has no NaN or infinity (orjson would write null): refuse rather than store NULL.
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"a non-finite number cannot be written: {value!r}")
+    return value
 
 
 def _once_each(proc):
@@ -137,18 +149,20 @@ def _once_each(proc):
     return convert
 
 
-def _unnest(dialect, table: Table, names: Sequence[str], rows, params: list, types: list) -> str:
-    """`unnest($1, $2, …) AS v (names…)`, adding one array per column to `params` (and its type)."""
-    array_types, converters = _column_codecs(dialect, table, tuple(names))
-    args = []
-    for name, convert, array_type in zip(names, converters, array_types):
-        values = [r[name] for r in rows]
-        if convert is not None:
-            values = convert(values)
-        params.append(values)
-        types.append(array_type)
-        args.append(f"${len(params)}")
-    return f"unnest({', '.join(args)}) AS v ({', '.join(names)})"
+def _records(dialect, table: Table, names: Sequence[str], rows, params: list, types: list) -> str:
+    """`json_to_recordset($n) AS v (name type, …)`, adding the rows as one JSON document to `params`.
+
+    One text parameter per write: psycopg2 quoting an array literal per column cost ~0.5 ms of
+    client CPU per 64-row, 10-column write, the JSON document (orjson) ~0.03 ms, and PostgreSQL
+    reads it no slower than the arrays.
+    """
+    definitions, converters = _record_codec(dialect, table, tuple(names))
+    pairs = list(zip(names, converters))
+    records = [{n: (r[n] if convert is None or r[n] is None else convert(r[n])) for n, convert in pairs}
+               for r in rows]
+    params.append(orjson.dumps(records).decode())
+    types.append("json")
+    return f"json_to_recordset(${len(params)}) AS v ({definitions})"
 
 
 def _write_postgresql(session: Session, writes: Sequence[BulkUpdate | BulkUpsert]) -> None:
@@ -163,14 +177,14 @@ def _write_postgresql(session: Session, writes: Sequence[BulkUpdate | BulkUpsert
         t = w.table.name
         if isinstance(w, BulkUpdate):
             names = [*w.keys, *w.columns]
-            source = _unnest(dialect, w.table, names, w.rows, params, types)
+            source = _records(dialect, w.table, names, w.rows, params, types)
             parts.append(
                 f"UPDATE {t} SET {', '.join(f'{c} = v.{c}' for c in w.columns)} FROM {source} "
                 f"WHERE {' AND '.join(f'{t}.{k} = v.{k}' for k in w.keys)}"
             )
         else:
             names = list(w.rows[0])
-            source = _unnest(dialect, w.table, names, w.rows, params, types)
+            source = _records(dialect, w.table, names, w.rows, params, types)
             parts.append(
                 f"INSERT INTO {t} ({', '.join(names)}) SELECT {', '.join(names)} FROM {source} "
                 f"ON CONFLICT ({', '.join(w.conflict)}) DO UPDATE SET "
