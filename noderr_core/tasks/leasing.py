@@ -98,7 +98,9 @@ def _build_candidate_query():
         A.c.node_id == _NODE,
         or_(A.c.status == SUBMITTED, and_(A.c.status == LEASED, A.c.lease_expires_at > _NOW)),
     )
-    mine = select(A.c.id).where(A.c.task_id == T.c.id, held_or_answered).exists()
+    # A scalar subquery, not EXISTS: PostgreSQL may turn an EXISTS into a (hash) anti-join over
+    # every assignment; this stays one index probe per scanned row, whatever the plan.
+    mine = select(A.c.id).where(A.c.task_id == T.c.id, held_or_answered).limit(1).scalar_subquery()
     blocking = or_(held_or_answered, and_(A.c.operator_id == _OPERATOR, A.c.node_id != _NODE, _live(_NOW)))
     queue = (
         select(T.c.id, T.c.replicas_needed)
@@ -109,7 +111,7 @@ def _build_candidate_query():
             T.c.leasable_at.is_not(None),
             T.c.leasable_at <= _NOW,
             or_(T.c.deadline_at.is_(None), T.c.deadline_at > _NOW),
-            ~mine,
+            mine.is_(None),
         )
         .order_by(T.c.priority.desc(), T.c.created_at)
         .with_for_update(of=T, skip_locked=True)
