@@ -118,11 +118,12 @@ def _record_codec(dialect, table: Table, names: tuple[str, ...]) -> tuple[str, l
 
 
 def _value_converter(type_, dialect):
-    """A function turning one column value into what goes into the JSON document (None: as it is)."""
+    """A function turning one non-NULL column value into what goes into the JSON document (None: as
+    it is). `_records` passes NULLs by without calling it."""
     if isinstance(type_, JSON):
         # Embedded as JSON, not as a string holding JSON; serialized the way the column is (json_text).
         proc = type_._cached_bind_processor(dialect)
-        return lambda v: None if v is None else orjson.Fragment(proc(v))
+        return lambda v: orjson.Fragment(proc(v))
     if isinstance(type_, Float):
         return _finite
     proc = type_._cached_bind_processor(dialect)
@@ -134,7 +135,7 @@ def _value_converter(type_, dialect):
 
 def _finite(value):
     # JSON has no NaN or infinity (orjson would write null): refuse rather than store NULL.
-    if value is not None and not math.isfinite(value):
+    if not math.isfinite(value):
         raise ValueError(f"a non-finite number cannot be written: {value!r}")
     return value
 
