@@ -10,6 +10,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from api.admission import AdmissionControl, AdmissionLimits
+from api.body_deadline import BodyDeadlineMiddleware
 from api.deps import node_key_lookups
 from api.heartbeat_writer import heartbeat_writer
 from api.input_guard import RefuseNulMiddleware
@@ -72,6 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RefuseNulMiddleware)
     # Body limits and key-format checks, before anything reads a body (api/request_guard.py).
     app.add_middleware(RequestGuardMiddleware)
+    # Inside admission: an admitted request's body must arrive in time (api/body_deadline.py).
+    app.add_middleware(BodyDeadlineMiddleware, timeout_seconds=settings.api_body_timeout_seconds,
+                       min_rate=settings.api_body_min_rate)
     app.add_middleware(AdmissionControl, limits=limits)
     install_observability(app, settings)
     # Outermost: every answer, the observability middleware's own 500 included, gets the headers.

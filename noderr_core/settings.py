@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     api_max_queued: int = Field(default=256, ge=0)
     api_queue_wait_seconds: float = Field(default=2.0, ge=0)
     api_retry_after_seconds: int = Field(default=2, ge=1, le=300)
+    # An admitted request's body must arrive within this, plus 1 s per `api_body_min_rate` bytes
+    # received (api/body_deadline.py): a stalled or trickled upload is answered 408 and its slot freed.
+    api_body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    api_body_min_rate: int = Field(default=64 * 1024, ge=1)
     # Task-protocol transactions (lease, results, extend, release) running at once per API worker
     # process; more wait their turn without a thread. Past about two per PostgreSQL core in all,
     # more of them only add lock contention on the queue head (bench_tasks: 16 -> 4 per process took

@@ -1,6 +1,7 @@
 """Overload: a burst far above one worker's capacity is answered (200 or 503 + Retry-After), never
-stalls, and the worker serves normally right after; authentication is cached per key for a short
-time and suspension still takes effect within it.
+stalls, and the worker serves normally right after; a stalled or trickled request body cannot hold
+an admitted slot (408 once its time runs out); authentication is cached per key for a short time
+and suspension still takes effect within it.
 
 Runs the real API under uvicorn on SQLite and PostgreSQL (where issue 15 measured the deadlock: every
 threadpool thread waiting for a connection held by requests waiting for a thread).
@@ -9,6 +10,7 @@ threadpool thread waiting for a connection held by requests waiting for a thread
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import httpx
@@ -64,6 +66,77 @@ def test_a_burst_far_above_capacity_is_answered_or_shed_and_the_api_keeps_servin
                           headers={"Authorization": f"Bearer {key}"})
             assert r.status_code == 200, r.text
         assert http.get("/healthz").status_code == 200
+
+
+def _open_upload(url: str, path: str, length: int, first_chunk: bytes) -> socket.socket:
+    """A connection that has sent a request's head and the first part of its body."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = socket.create_connection((host, int(port)), timeout=60)
+    conn.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {length}\r\n\r\n".encode() + first_chunk)
+    return conn
+
+
+def _answer(conn: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (the socket's timeout: no answer)."""
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    conn.close()
+    return data
+
+
+def test_a_stalled_or_trickled_body_is_answered_408_and_frees_its_slot(sqlite_url, api_server_factory):
+    # Two slots; a body must arrive within 1 s plus 1 s per 1,000 bytes.
+    server = api_server_factory(sqlite_url, env={
+        "NODERR_API_MAX_IN_FLIGHT": "2", "NODERR_API_MAX_QUEUED": "4", "NODERR_API_QUEUE_WAIT_SECONDS": "0.5",
+        "NODERR_API_BODY_TIMEOUT_SECONDS": "1", "NODERR_API_BODY_MIN_RATE": "1000",
+    })
+    # Both slots taken: one upload stalls after 5 bytes, one trickles 10 bytes at a time (each
+    # buys 10 ms, far less than the time between them).
+    stalled = _open_upload(server.url, "/webhooks/typeform", 1000, b'{"a":')
+    trickle = _open_upload(server.url, "/webhooks/typeform", 1000, b'{"a":')
+    trickle.settimeout(0.3)
+    answer = b""
+    for _ in range(300):  # at most 30 of the 1,000 bytes ever get there
+        try:
+            trickle.sendall(b" " * 10)
+            answer = trickle.recv(65536)
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        if answer:
+            break
+    trickle.settimeout(60)
+    answer += _answer(trickle)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"send it within 1s plus 1s per 1000 bytes" in answer
+
+    answer = _answer(stalled)  # and the server closed the connection after answering
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"connection: close" in answer.lower()
+
+    # The slots are free: pages and node calls are served, not shed.
+    with server.client() as http:
+        for _ in range(5):
+            assert http.get("/admin/login").status_code == 200
+
+
+def test_a_slow_but_steady_upload_is_read_to_the_end(sqlite_url, api_server_factory):
+    server = api_server_factory(sqlite_url, env={
+        "NODERR_API_BODY_TIMEOUT_SECONDS": "1", "NODERR_API_BODY_MIN_RATE": "100",
+    })
+    body = b'{"form_response": {"token": "' + b"x" * 2960 + b'"}}'
+    parts = [body[i:i + 1000] for i in range(0, len(body), 1000)]
+    conn = _open_upload(server.url, "/webhooks/typeform", len(body), parts[0])
+    for part in parts[1:]:
+        time.sleep(1.5)  # longer than the base second: the bytes already sent pay for the wait
+        conn.sendall(part)
+    answer = conn.recv(65536)  # (the connection stays open: keep-alive)
+    conn.close()
+    # The whole body was read and judged (an unsigned delivery), not cut off.
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
 
 
 def test_suspension_takes_effect_within_the_auth_cache_lifetime(db_url, session_factory, task_world,
